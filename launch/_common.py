@@ -1,0 +1,28 @@
+"""Shared launcher plumbing: importable package without install, friendly errors for bad input."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+# `python launch/x.py` from a clone works even before `pip install -e .`.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+
+def friendly_errors(main):
+    """Turns expected user errors (missing data, bad split, bad file) into one message, exit 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv):
+        from mapo_jax.data.tables import TableFormatError
+
+        try:
+            return main(argv)
+        except (FileNotFoundError, ValueError, TableFormatError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

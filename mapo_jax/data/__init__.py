@@ -1,0 +1,1 @@
+"""Datasets, tables, question annotation and answer matching. Pure Python: no JAX here."""
