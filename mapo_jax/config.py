@@ -83,6 +83,21 @@ def define_flags() -> None:
     flags.DEFINE_float("min_fraction_for_ordered", defaults.min_fraction_for_ordered, "Number/date columns present in fewer rows are dropped.")
     flags.DEFINE_bool("infer_canon", defaults.infer_canon, "Approximate targetCanon for answers of untagged question files.")
     flags.DEFINE_integer("toy_seed", defaults.toy_seed, "Seed of the generated toy dataset.")
+
+    # Programs and exploration.
+    from mapo_jax.explore.warm_start import WarmStartConfig
+
+    explore = WarmStartConfig()
+    flags.DEFINE_enum("function_set", explore.function_set, ["wtq", "wikisql"], "DSL function set.")
+    flags.DEFINE_integer("max_n_exp", explore.max_n_exp, "Expressions per program (WTQ 3, WikiSQL 4).")
+    flags.DEFINE_integer("max_mem", explore.max_mem, "Memory slots: constants + variables.")
+    flags.DEFINE_integer("max_valid", explore.max_valid, "Valid-token slots per decoding step.")
+    flags.DEFINE_integer("rollouts_per_example", explore.rollouts_per_example, "Warm start: rollouts per question.")
+    flags.DEFINE_integer("explore_seed", explore.seed, "Warm start: seed.")
+    flags.DEFINE_integer("explore_processes", explore.processes, "Warm start: worker processes (0: all cores).")
+    flags.DEFINE_bool("trigger_words", explore.trigger_words, "Warm start: allow a function only if a trigger word occurs.")
+    flags.DEFINE_bool("degree_words", explore.degree_words, "Warm start: comparatives/superlatives stand in for POS-tag triggers.")
+    flags.DEFINE_enum("explored_set", explore.explored_set, ["set", "bloom"], "Warm start: exact set or Bloom filter of explored prefixes.")
     _DEFINED = True
 
 
@@ -117,3 +132,24 @@ def split_parts(config: DataConfig) -> List[str]:
             raise ValueError(f"the toy dataset has one split pair: use --split=1 (got {split})")
         return [f"train{split}", f"dev{split}"] if config.dataset == "wtq" else ["train", "dev"]
     return [split]
+
+
+def warm_start_config_from_flags(flag_values=None):
+    """The WarmStartConfig the parsed flags describe."""
+    from absl import flags
+
+    from mapo_jax.explore.warm_start import WarmStartConfig
+
+    f = flag_values or flags.FLAGS
+    return WarmStartConfig(
+        rollouts_per_example=f.rollouts_per_example,
+        seed=f.explore_seed,
+        processes=f.explore_processes,
+        trigger_words=f.trigger_words,
+        degree_words=f.degree_words,
+        explored_set=f.explored_set,
+        function_set=f.function_set,
+        max_n_exp=f.max_n_exp,
+        max_mem=f.max_mem,
+        max_valid=f.max_valid,
+    )

@@ -5,10 +5,15 @@ The reward and every accuracy figure hinge on these rules, so they follow the of
 of the *canonical* string, the same de-duplication and the same order-free set comparison.
 Python 2 details that change results are reproduced on purpose:
 
-* numbers and dates are parsed from the raw bytes of a field (ASCII digits and ASCII whitespace only,
-  no `1_000` underscores, which Python 2 rejected);
+* numbers and dates are parsed as Python 2's `int()`/`float()` parsed a *unicode* field (the
+  evaluator reads its files as UTF-8): any Unicode whitespace and decimal digits count (Arabic-Indic
+  `١٢` is 12), `int()` allows blanks after the sign (`- 5`), and `1_000` underscores (Python 3 only)
+  do not parse;
+* the citation pattern's digits are ASCII-only (Python 2 without `re.U`), and lower-casing ignores
+  Python 3's final-sigma rule (Python 2 lower-cased `Σ` to `σ` everywhere);
 * predicted floats are printed the way Python 2's `unicode(float)` printed them (`%.12g`, plus `.0`
-  when the result looks integral), see `format_prediction`.
+  when the result looks integral, the exponent form from 12 integral digits on), see
+  `format_prediction`.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ _SINGLE_QUOTES = re.compile("[\u2018\u2019\u00b4`]")
 _DOUBLE_QUOTES = re.compile("[\u201c\u201d]")
 _DASHES = re.compile("[\u2010\u2011\u2012\u2013\u2014\u2212]")
 # Trailing citations: "[1]", "[note 2]" (not at the very start), or footnote marks.
-_TRAILING_CITATIONS = re.compile(r"((?<!^)\[[^\]]*\]|\[\d+\]|[\u2022\u2666\u2020\u2021*#+])*$")
+# `[0-9]`, not `\d`: the official pattern had no re.U flag, so Python 2's `\d` was ASCII-only.
+_TRAILING_CITATIONS = re.compile(r"((?<!^)\[[^\]]*\]|\[[0-9]+\]|[\u2022\u2666\u2020\u2021*#+])*$")
 # Trailing parenthesised details: "Paris (France)" -> "Paris" (not when the string starts with them).
 _TRAILING_PARENS = re.compile(r"(?<!^)( \([^)]*\))*$")
 _ENCLOSING_QUOTES = re.compile(r'^"([^"]*)"$')
@@ -72,7 +78,10 @@ def normalize(text: str) -> str:
             break
     if text and text[-1] == ".":
         text = text[:-1]
-    return _WHITESPACE.sub(" ", text).lower().strip()
+    text = _WHITESPACE.sub(" ", text)
+    # Python 3 lower-cases a word-final capital sigma to "ς"; Python 2 (simple mapping) gave "σ".
+    text = "".join(ch.lower() for ch in text) if "\u03a3" in text else text.lower()
+    return text.strip()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,27 +196,51 @@ class DateValue(Value):
 # ---------------------------------------------------------------------------------------------
 
 
-def _ascii_bytes(text: str) -> Optional[bytes]:
-    """The field as Python 2 saw it when parsing numbers: ASCII bytes, else unparseable."""
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    if b"_" in raw:  # Python 3 accepts "1_000"; Python 2 did not.
-        return None
-    return raw
+_ASCII_SPACES = str.maketrans({ch: " " for ch in "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"})
+
+
+def _py2_decimal_text(text: str) -> Optional[str]:
+    """The buffer Python 2's `int(unicode)`/`float(unicode)` parsed, or None where it raised.
+
+    Python 2 first rewrote the string: any Unicode whitespace became ' ', any Unicode decimal digit
+    its ASCII digit, other characters below U+0100 were kept and anything else failed to encode.
+    """
+    if text.isascii():  # fast path, same result
+        return None if "\x00" in text else text.translate(_ASCII_SPACES)
+    chars = []
+    for ch in text:
+        if ch.isspace():
+            chars.append(" ")
+            continue
+        digit = unicodedata.decimal(ch, None)
+        if digit is not None:
+            chars.append(str(digit))
+        elif 0 < ord(ch) < 256:
+            chars.append(ch)
+        else:
+            return None
+    return "".join(chars)
+
+
+# Python 2's int(): blanks around the number *and between the sign and the digits*; no underscores.
+_PY2_INT = re.compile(r" *([+-]?) *([0-9]+) *")
+
+
+def _py2_int(text: str) -> Optional[int]:
+    buffer = _py2_decimal_text(text)
+    match = _PY2_INT.fullmatch(buffer) if buffer is not None else None
+    return int(match.group(1) + match.group(2)) if match else None
 
 
 def _parse_number(text: str) -> Optional[Union[int, float]]:
-    raw = _ascii_bytes(text)
-    if raw is None:
+    amount = _py2_int(text)
+    if amount is not None:
+        return amount
+    buffer = _py2_decimal_text(text)
+    if buffer is None or "_" in buffer:  # Python 3 accepts "1_000.5"; Python 2 did not.
         return None
     try:
-        return int(raw)
-    except ValueError:
-        pass
-    try:
-        amount = float(raw)
+        amount = float(buffer)
     except ValueError:
         return None
     if math.isnan(amount) or math.isinf(amount):
@@ -216,17 +249,13 @@ def _parse_number(text: str) -> Optional[Union[int, float]]:
 
 
 def _parse_date(text: str) -> Optional[tuple]:
-    raw = _ascii_bytes(text)
-    if raw is None:
-        return None
-    parts = raw.lower().split(b"-")
+    parts = text.lower().split("-")
     if len(parts) != 3:
         return None
-    try:
-        year = -1 if parts[0] in (b"xx", b"xxxx") else int(parts[0])
-        month = -1 if parts[1] == b"xx" else int(parts[1])
-        day = -1 if parts[2] == b"xx" else int(parts[2])
-    except ValueError:
+    year = -1 if parts[0] in ("xx", "xxxx") else _py2_int(parts[0])
+    month = -1 if parts[1] == "xx" else _py2_int(parts[1])
+    day = -1 if parts[2] == "xx" else _py2_int(parts[2])
+    if year is None or month is None or day is None:
         return None
     if year == month == day == -1:
         return None
@@ -311,9 +340,23 @@ def _py2_str(amount: Union[int, float]) -> str:
         return str(amount)
     if math.isnan(amount) or math.isinf(amount):
         return repr(amount)
+    if amount.is_integer() and abs(amount) < 1e15:
+        digits = str(abs(int(amount)))
+        tie = len(digits) > 12 and digits[12:] == "5".ljust(len(digits) - 12, "0")
+        if tie and digits[11] in "02468":
+            # Python 2's dtoa (small-integer path, before bpo-40780) kept the trailing zeros of an
+            # exact tie rounded down to even: unicode(2384440561105.0) == "2.38444056110e+12".
+            sign = "-" if amount < 0 else ""
+            return f"{sign}{digits[0]}.{digits[1:12]}e+{len(digits) - 1:02d}"
     text = "%.12g" % amount
     if "." not in text and "e" not in text:
-        text += ".0"
+        if len(text.lstrip("-")) >= 12:
+            # Python 2 keeps room for the ".0": 12 integral digits already switch to exponent form
+            # (unicode(123456789012.0) == "1.23456789012e+11").
+            mantissa, exponent = ("%.11e" % amount).split("e")
+            text = mantissa.rstrip("0").rstrip(".") + "e" + exponent
+        else:
+            text += ".0"
     return text
 
 
@@ -341,6 +384,7 @@ MONTHS = {
     for name in names
 }
 _MONTH_RE = "(" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_PLAIN_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _MONTH_DAY_YEAR = re.compile(rf"^{_MONTH_RE}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})$")
 _DAY_MONTH_YEAR = re.compile(rf"^(\d{{1,2}})(?:st|nd|rd|th)?\s+{_MONTH_RE},?\s+(\d{{4}})$")
@@ -365,9 +409,12 @@ def infer_canon(text: str) -> Optional[str]:
     The release's `targetCanon` comes from CoreNLP, which we only have for the tagged test file.
     Without it a gold answer like `12,467` or `June 25, 2008` would be a string and could never match
     a computed number or date. This covers the unambiguous forms only: numbers with thousands
-    separators and month-name dates (`June 25, 2008`, `25 June 2008`, `June 2008`, `June 25`).
+    separators, numbers left once the evaluator's normaliser strips trailing details (`1976 (UK)`,
+    `12[3]`), and month-name dates (`June 25, 2008`, `25 June 2008`, `June 2008`, `June 25`).
     """
-    s = text.strip().lower()
+    s = normalize(text)  # "1976 (UK)" -> "1976": the evaluator compares normalised strings anyway
+    if _PLAIN_NUMBER.match(s) and s != text.strip():
+        return s
     if _THOUSANDS.match(s):
         return s.replace(",", "")
     for pattern, order in (

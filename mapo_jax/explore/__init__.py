@@ -1,0 +1,1 @@
+"""Exploration: Bloom filters and systematic / random program search. Pure Python, no JAX."""
