@@ -13,12 +13,17 @@ if _ROOT not in sys.path:
 
 
 def friendly_errors(main):
-    """Turns expected user errors (missing data, bad split, bad file) into one message, exit 2."""
+    """Rejects stray arguments, and turns expected user errors (missing data, bad split, bad
+    file) into one message and exit status 2 instead of a traceback."""
 
     @functools.wraps(main)
     def wrapper(argv):
+        from absl import app
+
         from mapo_jax.data.tables import TableFormatError
 
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
             return main(argv)
         except (FileNotFoundError, ValueError, TableFormatError) as error:

@@ -51,8 +51,6 @@ def _read_gold(split_file, tagged_file, infer):
 
 @friendly_errors
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.predictions:
         raise app.UsageError("--predictions is required")
     if not (FLAGS.split_file or FLAGS.tagged_file):

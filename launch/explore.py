@@ -26,8 +26,6 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out:
         raise app.UsageError("--out is required")
     data_config = config_lib.data_config_from_flags()

@@ -1,7 +1,8 @@
 """The embedded toy dataset: deterministic, split by table, answerable, and learnable from wording.
 
-Answers are re-derived here from the *readable* gold programs by a small evaluator written
-independently of the generator's own executor, and compared with the official matching rules.
+Answers are re-derived here from the *readable* gold programs twice: by a small evaluator written
+independently of the project's interpreter (which the generator uses), and by that interpreter
+replaying them in the context exploration sees; both are compared with the official matching rules.
 """
 
 import ast
@@ -12,13 +13,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mapo_jax.data import synthetic
-from mapo_jax.data.example import DATETIME_LIST, NUM_LIST, STRING_LIST, Dataset
+from mapo_jax.data.example import DATETIME_LIST, NUM_LIST, STRING_LIST, Dataset, Entity
 from mapo_jax.data.synthetic import (
     FAMILIES,
     TEMPLATES,
@@ -28,14 +28,21 @@ from mapo_jax.data.synthetic import (
     ToyConfig,
     ToyGenerationError,
     Var,
-    execute,
     format_program,
     load_toy,
     parse_program,
     question_family,
 )
 from mapo_jax.data.tables import Cell, build_table
-from mapo_jax.data.values import check_denotation, format_prediction, to_value_list
+from mapo_jax.data.values import (
+    check_denotation,
+    denotation_values,
+    format_prediction,
+    normalize,
+    to_value_list,
+)
+from mapo_jax.lisp import interpreter
+from mapo_jax.lisp.interpreter import ProgramContext
 
 REPO = Path(__file__).resolve().parents[1]
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -137,6 +144,14 @@ def _constants(program: str) -> list:
     return out
 
 
+def replay(program: str, table, entities=None) -> list:
+    """The project interpreter's denotation of a readable program (entities: its constants)."""
+    if entities is None:
+        entities = [Entity(t, v, 0, 1) for t, v in _constants(program)]
+    context = ProgramContext(table, entities)
+    return context.replay(context.tokens_from_text(program)).denotation()
+
+
 def _signature(program: str, table) -> tuple:
     """Program skeleton: functions with the kinds of their property arguments, constants elided."""
     out = []
@@ -211,14 +226,6 @@ def test_other_seed_gives_other_dataset(train):
     assert names(other) != names(train)
 
 
-def test_generation_is_fast():
-    config = ToyConfig(seed=7)
-    start = time.perf_counter()
-    load_toy("train", config)
-    load_toy("dev", config)
-    assert time.perf_counter() - start < 1.0
-
-
 def test_train_and_dev_tables_are_disjoint(train, dev):
     assert set(train.tables).isdisjoint(dev.tables)
     assert len(set(train.tables) | set(dev.tables)) == 40
@@ -277,7 +284,8 @@ def test_tables_have_the_promised_shape(train, dev):
                 assert len(set(values)) == len(values), f"{table.name}: {column.name} has ties"
             if column.kind == "date":
                 assert all(DATE.match(v) for v in values)
-                # argmax/argmin on dates use the original's key Y*365+M*30+D: it must not tie either
+                # the interpreter orders dates by (y, m, d); the original's argmax key Y*365+M*30+D
+                # must not tie either, so that the data means the same under both semantics
                 keys = [int(v[:4]) * 365 + int(v[5:7]) * 30 + int(v[8:]) for v in values]
                 assert len(set(keys)) == len(keys), f"{table.name}: {column.name} date keys tie"
         # the name column (first) holds unique single words, none inside another cell
@@ -346,12 +354,18 @@ def test_answers_match_independently_recomputed_programs(train, dev):
             assert denotation, (ex.question, program)
             predicted = to_value_list([format_prediction(x) for x in denotation])
             assert check_denotation(ex.gold_values(), predicted), (ex.question, program, ex.answer, denotation)
-            # and the module's own executor agrees, through a parse/format round trip
+            # and the project's interpreter agrees, in the context exploration sees (all entities)
             parsed = parse_program(program)
             assert format_program(parsed) == program
-            assert check_denotation(
-                ex.gold_values(), to_value_list([format_prediction(x) for x in execute(parsed, table)])
-            )
+            real = replay(program, table, ex.entities)
+            assert check_denotation(ex.gold_values(), denotation_values(real)), (ex.question, program, real)
+            # answer strings: names as the table displays them, numbers written naturally
+            assert len(real) == len(ex.answer)
+            for answer, value in zip(ex.answer, real):
+                if isinstance(value, str):  # the original cell text of the value
+                    assert normalize(answer) == value and any(answer in row for row in table.cells)
+                else:
+                    assert answer == (str(int(value)) if value.is_integer() else repr(value))
 
 
 def test_single_answers_except_list_family(train):
@@ -399,7 +413,7 @@ def test_generator_refuses_questions_whose_entities_are_not_found(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# The module's executor on a hand-made table
+# Generation relies on the project's interpreter: its semantics on a hand-made table, its refusals
 # ---------------------------------------------------------------------------------------------
 
 
@@ -413,24 +427,80 @@ def small_table():
     return build_table("t", ["Name", "Score", "Day"], rows, bases=["name", "score", "day"])
 
 
-def test_executor_semantics(small_table):
-    t = small_table
-    run = lambda text: execute(parse_program(text), t)  # noqa: E731
-    assert run("(argmax all_rows r.score-number)") == [1, 2]  # ties: all tied rows
-    assert run("(argmax all_rows r.score-number) (hop v0 r.score-number)") == [30.0]  # de-duplicated
-    # The original's date key Y*365+M*30+D ties Jan 31 and Feb 1: both are returned.
-    assert run("(argmax all_rows r.day-date)") == [0, 1]
-    assert run("(filter_str_contain_any all_rows ['gamma'] r.name-string) (next v0)") == []
+def test_interpreter_semantics_the_toy_relies_on(small_table):
+    run = lambda text: replay(text, small_table)  # noqa: E731
+    # ties: all tied rows, in row order; hop de-duplicates
+    assert run("(argmax all_rows r.score-number) (hop v0 r.name-string)") == ["beta", "gamma"]
+    assert run("(argmax all_rows r.score-number) (hop v0 r.score-number)") == [30.0]
+    # dates order by (y, m, d): Feb 1 is after Jan 31 (the original's key Y*365+M*30+D ties them,
+    # which is why the toy's dates keep days 1-28)
+    assert run("(argmax all_rows r.day-date) (hop v0 r.name-string)") == ["beta"]
+    assert run("(argmin all_rows r.day-date) (hop v0 r.name-string)") == ["gamma"]
     assert run("(filter_greater all_rows [10] r.score-number) (count v0)") == [2.0]
     assert run("(filter_less all_rows [30] r.score-number) (hop v0 r.name-string)") == ["alpha"]
-    assert run("(filter_eq all_rows ['1990-03-05'] r.day-date) (previous v0) (hop v1 r.name-string)") == ["beta"]
+    name = "(filter_str_contain_any all_rows ['alpha'] r.name-string)"
+    assert run("(filter_eq all_rows ['1990-03-05'] r.day-date) (previous v0) (hop v1 r.name-string)") == [
+        "beta"
+    ]
+    assert run(name + " (next v0) (hop v1 r.name-string)") == ["beta"]
+    assert run(name + " (hop v0 r.day-date)") == ["1999-01-31"]
     assert run("(first all_rows) (last all_rows) (diff v0 v1 r.score-number)") == [20.0]
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        # next of the last row is empty
+        "(filter_str_contain_any all_rows ['gamma'] r.name-string) (next v0) (hop v1 r.name-string)",
+        # first of a single row
+        "(filter_str_contain_any all_rows ['alpha'] r.name-string) (first v0) (hop v1 r.name-string)",
+        "(filter_greater all_rows [5] r.score-number) (count v0)",  # the filter keeps every row
+        "(argmax all_rows r.score-number)",  # a row set is no answer
+        "(argmax all_rows r.name-string) (hop v0 r.name-string)",  # strings are not ordered
+        "(hop v3 r.name-string)",  # no such variable
+    ],
+)
+def test_interpreter_refuses_degenerate_programs(small_table, program):
     with pytest.raises(ProgramError):
-        run("(filter_str_contain_any all_rows ['alpha'] r.name-string) (first v0)")
-    with pytest.raises(ProgramError):
-        run("(argmax all_rows r.name-string)")
-    with pytest.raises(ProgramError):
-        execute((Expr("hop", (Var(3), "r.name-string")),), t)
-    assert format_program((Expr("filter_eq", ("all_rows", Const((3.5,)), "r.score-number")),)) == (
-        "(filter_eq all_rows [3.5] r.score-number)"
+        replay(program, small_table)
+
+
+def test_program_format_round_trip_and_errors():
+    assert synthetic.ProgramError is interpreter.ProgramError  # one error type for programs
+    program = (Expr("filter_eq", ("all_rows", Const((3.5,)), "r.score-number")), Expr("count", (Var(0),)))
+    text = "(filter_eq all_rows [3.5] r.score-number) (count v0)"
+    assert format_program(program) == text and parse_program(text) == program
+    assert format_program((Expr("filter_eq", ("all_rows", Const((40.0,)), "r.x-number")),)) == (
+        "(filter_eq all_rows [40] r.x-number)"
     )
+    for bad in ("(hop (v0 r.x-string))", "hop v0", "(count v0", "()"):
+        with pytest.raises(ProgramError):
+            parse_program(bad)
+
+
+def test_questions_the_interpreter_refuses_are_skipped_deterministically(monkeypatch):
+    """A refused gold program is a degenerate question: another is drawn in its place."""
+    config = ToyConfig(seed=5, n_tables=6, questions_per_table=12)
+
+    def families(cfg):
+        datasets = [load_toy(split, cfg) for split in ("train", "dev")]
+        return [question_family(ex.question) for d in datasets for ex in d.examples]
+
+    assert "first" in families(config)  # the family occurs normally
+
+    class RefusingFirst(ProgramContext):
+        def replay(self, program):
+            if "first" in program:
+                raise ProgramError("refused for the test")
+            return super().replay(program)
+
+    monkeypatch.setattr(synthetic, "ProgramContext", RefusingFirst)
+    try:
+        synthetic._generate.cache_clear()
+        refused = families(config)
+        synthetic._generate.cache_clear()
+        assert families(config) == refused  # deterministic
+    finally:
+        synthetic._generate.cache_clear()  # nothing generated under the patch stays cached
+    assert "first" not in refused
+    assert len(refused) == 6 * 12  # every table still gets its questions

@@ -3,12 +3,13 @@
 Why it exists: the whole training system (exploration, MAPO, evaluation) must run end to end on a
 laptop in minutes, and its tests need data that is always there. The toy dataset is a small themed
 world (football clubs, athletes, cities, films) of generated tables, with questions written from
-templates whose answers are computed by DSL programs (spec section 2.3). It is built to be
-*learnable by weak supervision*: a question's wording determines its program family (one template
-per family, see `TEMPLATES`), and everything the gold program needs (names, countries, numbers,
-dates) is mentioned in the question and found by the same annotation pipeline as WTQ's
-(`annotate.annotate`), so entities, features and everything downstream are shared with the real
-dataset.
+templates whose answers are computed by DSL programs (spec section 2.3), run by the project's
+interpreter (`mapo_jax.lisp.interpreter`, the one exploration and evaluation use) with the
+question's annotated entities as constants. It is built to be *learnable by weak supervision*: a
+question's wording determines its program family (one template per family, see `TEMPLATES`), and
+everything the gold program needs (names, countries, numbers, dates) is mentioned in the question
+and found by the same annotation pipeline as WTQ's (`annotate.annotate`), so entities, features and
+everything downstream are shared with the real dataset.
 
 Design rules that keep the data clean (each checked, see `_check_table` and `_annotate_checked`):
 
@@ -16,9 +17,10 @@ Design rules that keep the data clean (each checked, see `_check_table` and `_an
   of another cell (or contains a question-template word), so string-entity matching is unambiguous
   and `filter_str_contain_any` on a name selects exactly one row;
 * number columns hold distinct integers (argmax / argmin are unique, differences are non-zero);
-  dates are full `yyyy-mm-dd` dates, distinct, with days 1-28 so that the original's argmax date key
-  `Y*365 + M*30 + D` is injective and orders them like the calendar;
-* a question whose answer would be empty or ambiguous is not emitted (another is drawn, still
+  dates are full `yyyy-mm-dd` dates, distinct, with days 1-28 so that the interpreter's date order
+  (year, month, day) and the original's argmax date key `Y*365 + M*30 + D` agree and never tie;
+* a question whose answer would be empty or ambiguous, or whose gold program the interpreter's code
+  assistance refuses (e.g. a filter that keeps every row), is not emitted (another is drawn, still
   deterministically);
 * generation is deterministic: one `random.Random` per table seeded from `random.Random(seed)`,
   never the global RNG, never set iteration order.
@@ -40,6 +42,8 @@ from mapo_jax.data.annotate import Annotation, TableIndex, annotate, stop_words,
 from mapo_jax.data.example import DATETIME_LIST, NUM_LIST, STRING_LIST, Dataset, Example
 from mapo_jax.data.tables import Cell, Table, build_table, property_name
 from mapo_jax.data.values import MONTHS, normalize
+from mapo_jax.lisp.functions import TableView, date_sort_key
+from mapo_jax.lisp.interpreter import ProgramContext, ProgramError
 
 __all__ = [
     "ToyConfig",
@@ -56,7 +60,6 @@ __all__ = [
     "ToyGenerationError",
     "format_program",
     "parse_program",
-    "execute",
 ]
 
 SPLITS = ("train", "dev")
@@ -88,7 +91,7 @@ class ToyConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Programs: a tiny typed representation, its readable form, and an executor (spec section 2.3)
+# Programs: a tiny typed representation and its readable form; the real interpreter runs them
 # ---------------------------------------------------------------------------------------------
 
 
@@ -120,10 +123,6 @@ class Expr:
 Program = Tuple[Expr, ...]
 
 
-class ProgramError(ValueError):
-    """A program that the DSL semantics cannot execute (wrong arity, `first` of one row, ...)."""
-
-
 class ToyGenerationError(RuntimeError):
     """A generated question failed a consistency check: a bug in the generator, never bad luck."""
 
@@ -147,7 +146,8 @@ def format_program(program: Sequence[Expr]) -> str:
 
     Convention: `v<k>` is the result of the program's k-th expression (counting only computed
     variables, from 0), *not* the interpreter's namespace name (which also numbers column and entity
-    constants); constants are written by value (`['peru']`, `[40]`, `['1999-03-03']`).
+    constants); constants are written by value (`['peru']`, `[40]`, `['1999-03-03']`). This is the
+    form `ProgramContext.tokens_from_text` reads.
     """
     return " ".join(
         "(" + " ".join([expr.function] + [_format_arg(a) for a in expr.args]) + ")"
@@ -190,151 +190,6 @@ def _parse_arg(token: str) -> Arg:
     if match:
         return Var(int(match.group(1)))
     return token
-
-
-def _date_key(value: str) -> int:
-    """The original's argmax/argmin date key: Y*365 + M*30 + D with unknown parts as 0."""
-    sign = -1 if value.startswith("-") else 1
-    year, month, day = (int(p.replace("x", "0")) for p in value.lstrip("-").split("-"))
-    return sign * (year * 365 + month * 30 + day)
-
-
-def _rows(value, function: str) -> List[int]:
-    if not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
-        raise ProgramError(f"{function}: argument is not a row list: {value!r}")
-    return value
-
-
-def _prop(table: Table, value, function: str, kinds: Tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in table.values:
-        raise ProgramError(f"{function}: {value!r} is not a property of {table.name}")
-    kind = value.rsplit("-", 1)[1]
-    if kind not in kinds:
-        raise ProgramError(f"{function}: property {value} is not of kind {kinds}")
-    return value
-
-
-def _compare(function: str, op):
-    def run(table, rows, values, prop):
-        column = table.values[_prop(table, prop, function, ("number", "num2", "date"))]
-        return [
-            r for r in _rows(rows, function)
-            if column[r] is not None and all(op(column[r], x) for x in values)
-        ]
-    return run
-
-
-def _hop(table, rows, prop):
-    column = table.values[_prop(table, prop, "hop", ("string", "number", "num2", "date"))]
-    out = []
-    for r in _rows(rows, "hop"):  # de-duplicated as in WTQ; row order kept for determinism
-        if column[r] is not None and column[r] not in out:
-            out.append(column[r])
-    return out
-
-
-def _extreme(function: str, pick):
-    def run(table, rows, prop):
-        prop = _prop(table, prop, function, ("number", "num2", "date"))
-        column = table.values[prop]
-        key = _date_key if prop.endswith("-date") else float
-        present = [r for r in _rows(rows, function) if column[r] is not None]
-        if not present:
-            return []
-        best = pick(key(column[r]) for r in present)
-        return [r for r in present if key(column[r]) == best]
-    return run
-
-
-def _filter_str_contain_any(table, rows, strings, prop):
-    column = table.values[_prop(table, prop, "filter_str_contain_any", ("string",))]
-    return [r for r in _rows(rows, "filter_str_contain_any") if any(s in column[r] for s in strings)]
-
-
-def _filter_eq(table, rows, values, prop):
-    column = table.values[_prop(table, prop, "filter_eq", ("number", "num2", "date"))]
-    wanted = set(values)
-    return [r for r in _rows(rows, "filter_eq") if column[r] is not None and {column[r]} == wanted]
-
-
-def _first_last(function: str, pick):
-    def run(table, rows):
-        rows = _rows(rows, function)
-        if len(rows) < 2:
-            raise ProgramError(f"{function} needs more than one row, got {rows}")
-        return [pick(rows)]
-    return run
-
-
-def _shift(function: str, step: int):
-    def run(table, rows):
-        return [r + step for r in _rows(rows, function) if 0 <= r + step < table.n_rows]
-    return run
-
-
-def _count(table, rows):
-    return [float(len(_rows(rows, "count")))]
-
-
-def _diff(table, a, b, prop):
-    column = table.values[_prop(table, prop, "diff", ("number", "num2"))]
-    a, b = _rows(a, "diff"), _rows(b, "diff")
-    if len(a) != 1 or len(b) != 1:
-        raise ProgramError(f"diff needs two single rows, got {a} and {b}")
-    if column[a[0]] is None or column[b[0]] is None:
-        raise ProgramError(f"diff: a row lacks {prop}")
-    return [abs(column[a[0]] - column[b[0]])]
-
-
-_FUNCTIONS = {
-    "hop": _hop,
-    "filter_eq": _filter_eq,
-    "argmax": _extreme("argmax", max),
-    "argmin": _extreme("argmin", min),
-    "first": _first_last("first", min),
-    "last": _first_last("last", max),
-    "next": _shift("next", 1),
-    "previous": _shift("previous", -1),
-    "count": _count,
-    "filter_str_contain_any": _filter_str_contain_any,
-    "filter_greater": _compare("filter_greater", lambda v, x: v > x),
-    "filter_less": _compare("filter_less", lambda v, x: v < x),
-    "filter_ge": _compare("filter_ge", lambda v, x: v >= x),
-    "filter_le": _compare("filter_le", lambda v, x: v <= x),
-    "diff": _diff,
-}
-
-
-def execute(program: Sequence[Expr], table: Table) -> list:
-    """Runs a program on a table and returns the last expression's value (spec section 2.3).
-
-    Rows are row indices; `hop` returns de-duplicated values in row order. Covers the functions the
-    toy families use (and the four comparison filters); raises `ProgramError` on misuse.
-    """
-    if not program:
-        raise ProgramError("empty program")
-    results: List[list] = []
-    for expr in program:
-        function = _FUNCTIONS.get(expr.function)
-        if function is None:
-            raise ProgramError(f"unknown function {expr.function!r}")
-        args = []
-        for arg in expr.args:
-            if isinstance(arg, Var):
-                if not 0 <= arg.index < len(results):
-                    raise ProgramError(f"v{arg.index} used before it exists")
-                args.append(results[arg.index])
-            elif isinstance(arg, Const):
-                args.append(list(arg.values))
-            elif arg == "all_rows":
-                args.append(list(range(table.n_rows)))
-            else:
-                args.append(arg)
-        try:
-            results.append(function(table, *args))
-        except TypeError as error:
-            raise ProgramError(f"{expr.function}: wrong arguments {expr.args}: {error}") from error
-    return results[-1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,7 +442,7 @@ def _check_table(toy: _ToyTable) -> None:
         if len(values) != table.n_rows or len(set(values)) != len(values):
             raise ToyGenerationError(f"{table.name}: {prop} values are missing or not distinct")
     dates = table.values[toy.date_prop]
-    if len({_date_key(d) for d in dates}) != table.n_rows:
+    if len({date_sort_key(d) for d in dates}) != table.n_rows:
         raise ToyGenerationError(f"{table.name}: {toy.date_prop} date keys are not distinct")
 
 
@@ -633,8 +488,7 @@ def _draw_question(family: str, toy: _ToyTable, rng: random.Random) -> Optional[
         last = Expr("count", (Var(0),)) if family == "count_category" else hop_name(0)
         program = (selected, last)
         needed.append((STRING_LIST, (normalize(country),)))
-        if len(execute(program[:1], table)) >= n:
-            return None  # every row: the question does not discriminate
+        # A country of every row does not discriminate: the interpreter refuses that filter.
     elif family in ("count_greater", "count_less"):
         values = sorted(v for v in table.values[prop] if v is not None)
         if family == "count_greater":  # some row above, some row not: 1 <= count <= n - 1
@@ -672,23 +526,32 @@ def _draw_question(family: str, toy: _ToyTable, rng: random.Random) -> Optional[
     return _Question(family, TEMPLATES[family].format(**slots), program, tuple(needed))
 
 
-def _answer(question: _Question, toy: _ToyTable) -> Optional[Tuple[str, ...]]:
-    """Answer strings of a question, or None if empty or ambiguous.
+def _answer(
+    question: _Question, toy: _ToyTable, context: ProgramContext, label: str
+) -> Optional[Tuple[str, ...]]:
+    """Answer strings of a question, or None if degenerate (refused by the interpreter) or ambiguous.
 
-    Names are given as displayed in the table (`Velora`), numbers as a person writes them (`12`).
-    Only `list_category` may answer several names; every other name question must pick one row.
+    The gold program is replayed by the real interpreter in `context` (the table with the question's
+    annotated entities as constants: what exploration sees). Names are given as displayed in the
+    table (`Velora`), numbers as a person writes them (`12`). Only `list_category` may answer
+    several names; every other question must have one answer.
     """
-    program = question.program
-    last = program[-1]
+    try:
+        state = context.replay(context.tokens_from_text(format_program(question.program)))
+    except ProgramError:
+        return None  # an empty result, a filter keeping every row, ...: not a question worth asking
+    denotation = state.denotation()
+    if not denotation or (len(denotation) != 1 and question.family != "list_category"):
+        return None
+    last = question.program[-1]
     if last.function == "hop" and last.args[1] == toy.name_prop:
-        rows = execute(program[:-1], toy.table)
-        if not rows or (len(rows) != 1 and question.family != "list_category"):
-            return None
-        return tuple(toy.names[r] for r in rows)
-    result = execute(program, toy.table)
-    if len(result) != 1 or not isinstance(result[0], float):
-        raise ToyGenerationError(f"unexpected result {result!r} of {format_program(program)}")
-    return (_format_number(result[0]),)
+        display = dict(zip(toy.table.values[toy.name_prop], toy.names))
+        return tuple(display[value] for value in denotation)
+    if not all(isinstance(value, float) for value in denotation):
+        raise ToyGenerationError(
+            f"{label}: unexpected result {denotation!r} of {format_program(question.program)}"
+        )
+    return tuple(_format_number(value) for value in denotation)
 
 
 def _annotate_checked(question: _Question, toy: _ToyTable, index: TableIndex, label: str) -> Annotation:
@@ -706,11 +569,17 @@ def _annotate_checked(question: _Question, toy: _ToyTable, index: TableIndex, la
     return annotation
 
 
-def _table_questions(toy: _ToyTable, rng: random.Random, n_questions: int) -> List[Tuple[_Question, tuple]]:
+def _table_questions(
+    toy: _ToyTable, index: TableIndex, rng: random.Random, n_questions: int
+) -> List["_Item"]:
     """Up to `n_questions` distinct valid questions, families visited round-robin in a shuffled order."""
     order = list(FAMILIES)
     rng.shuffle(order)
-    out: List[Tuple[_Question, tuple]] = []
+    view = TableView(toy.table)
+    # One interpreter context per distinct entity list: questions with the same constants share its
+    # memoised states (the context depends only on the table and the entities' types and values).
+    contexts: Dict[tuple, ProgramContext] = {}
+    out: List[_Item] = []
     seen: List[str] = []
     attempt = 0
     while len(out) < n_questions and attempt < 30 * n_questions:
@@ -719,11 +588,19 @@ def _table_questions(toy: _ToyTable, rng: random.Random, n_questions: int) -> Li
         question = _draw_question(family, toy, rng)
         if question is None or question.text in seen:
             continue
-        answer = _answer(question, toy)
+        label = f"{toy.table.name} #{len(out)}"
+        annotation = _annotate_checked(question, toy, index, label)
+        key = tuple((e.type, e.value) for e in annotation.entities)
+        context = contexts.get(key)
+        if context is None:
+            context = contexts[key] = ProgramContext(
+                toy.table, annotation.entities, example_id=toy.table.name, view=view
+            )
+        answer = _answer(question, toy, context, label)
         if answer is None:
             continue
         seen.append(question.text)
-        out.append((question, answer))
+        out.append(_Item(question, answer, annotation))
     return out
 
 
@@ -758,10 +635,7 @@ def _generate(config: ToyConfig) -> _Generated:
         toy = _make_table(i, f"toy/table_{i:0{width}d}", rng, config)
         index = TableIndex(toy.table)
         tables.append(toy)
-        items.append(tuple(
-            _Item(question, answer, _annotate_checked(question, toy, index, f"{toy.table.name} #{k}"))
-            for k, (question, answer) in enumerate(_table_questions(toy, rng, config.questions_per_table))
-        ))
+        items.append(tuple(_table_questions(toy, index, rng, config.questions_per_table)))
     n_dev = min(max(1, round(config.n_tables * config.dev_fraction)), config.n_tables - 1)
     order = list(range(config.n_tables))
     master.shuffle(order)
@@ -769,7 +643,7 @@ def _generate(config: ToyConfig) -> _Generated:
 
 
 def load_toy(split: str, config: ToyConfig = ToyConfig()) -> Dataset:
-    """One split of the toy dataset (generated in well under a second, cached per config).
+    """One split of the toy dataset (generated in about a second, cached per config).
 
     Train and dev use disjoint tables. Example ids are `toy-<split>-<n>`; `Dataset.programs` maps
     each id to its gold program in the readable form of `format_program`; `Dataset.stats` counts
