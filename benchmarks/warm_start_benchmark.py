@@ -22,6 +22,9 @@ def main():
     parser.add_argument("--run_dir", type=Path, help="output directory of a finished launch/explore.py run")
     parser.add_argument("--ablation", type=int, default=0, help="questions for the trigger-word ablation")
     parser.add_argument("--rollouts", type=int, default=1000)
+    parser.add_argument("--reachability", type=int, default=0,
+                        help="questions for the reachability estimate (large budget, no trigger words)")
+    parser.add_argument("--reachability_rollouts", type=int, default=20000)
     args = parser.parse_args()
     figures = {}
     if args.run_dir:
@@ -45,10 +48,29 @@ def main():
                 "rollouts_per_second": stats["rollouts_per_second"], "wall_time_s": stats["wall_time_s"],
             }
             print(name, figures["trigger_ablation"][name])
-    name = "warm_start" if args.run_dir else "warm_start_ablation"
-    if args.run_dir and args.ablation:
-        name = "warm_start"
-    print("wrote", write_result(name, figures))
+    if args.reachability:
+        # How many questions a much larger search (no trigger words) solves that 1000 rollouts miss:
+        # an estimate of "every question whose answer is reachable within 3 expressions is found".
+        dataset = load_wtq("train")
+        n = args.reachability
+        found = {}
+        for name, config in {
+            "standard": WarmStartConfig(args.rollouts),
+            "large": WarmStartConfig(args.reachability_rollouts, trigger_words=False),
+        }.items():
+            with tempfile.TemporaryDirectory() as out:
+                stats = run_warm_start(dataset, out, config, n_examples=n, log=lambda m: None)
+                programs = json.loads((Path(out) / "programs.json").read_text())["programs"]
+            found[name] = {i for i, p in programs.items() if p}
+            figures.setdefault("reachability", {})[name] = {
+                "rollouts_per_example": config.rollouts_per_example, "trigger_words": config.trigger_words,
+                "coverage": stats["coverage"], "fully_explored": stats["examples_fully_explored"],
+                "wall_time_s": stats["wall_time_s"]}
+        figures["reachability"]["examples"] = n
+        figures["reachability"]["found_by_large_only"] = len(found["large"] - found["standard"])
+        figures["reachability"]["found_by_standard_only"] = len(found["standard"] - found["large"])
+        print(figures["reachability"])
+    print("wrote", write_result("warm_start", figures))
 
 
 if __name__ == "__main__":

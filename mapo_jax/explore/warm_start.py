@@ -49,6 +49,9 @@ FORMAT = "mapo_jax.programs/1"
 @dataclass(frozen=True)
 class WarmStartConfig:
     rollouts_per_example: int = 1000
+    # A question still unsolved after its rollouts gets this many more without the trigger-word
+    # filter (a wrong trigger guess must not make a reachable answer unreachable).
+    extra_rollouts_for_hard: int = 2000
     seed: int = 0
     processes: int = 0  # 0: all cores
     chunk_size: int = 40
@@ -65,8 +68,14 @@ class WarmStartConfig:
         return Limits(self.max_n_exp, self.max_mem, self.max_valid)
 
 
-# Set in the parent before the pool forks, so workers share the dataset without pickling it.
+# The dataset of a worker process, set by the pool's initializer (inherited without pickling when
+# the pool forks).
 _DATASET: Optional[Dataset] = None
+
+
+def _set_dataset(dataset: Dataset) -> None:
+    global _DATASET
+    _DATASET = dataset
 
 
 def explore_examples(dataset: Dataset, indices: Sequence[int], config: WarmStartConfig) -> dict:
@@ -90,8 +99,11 @@ def explore_examples(dataset: Dataset, indices: Sequence[int], config: WarmStart
         disabled = disabled_functions(example.tokens, config.degree_words) if config.trigger_words else frozenset()
         rng = random.Random(example_seed(config.seed, example.id))
         found, n = random_explore(env, config.rollouts_per_example, explored, rng, disabled)
+        if not found and config.extra_rollouts_for_hard > 0:
+            found, extra = random_explore(env, config.extra_rollouts_for_hard, explored, rng, frozenset())
+            n += extra
         rollouts += n
-        exhausted += n < config.rollouts_per_example
+        exhausted += n < config.rollouts_per_example + (0 if found else config.extra_rollouts_for_hard)
         programs[example.id] = [" ".join(tokens) for tokens in found]
         shapes.update(program_shape(env, tokens) for tokens in found)
         env.context.reset_memo()
@@ -121,7 +133,6 @@ def run_warm_start(
     log=None,
 ) -> dict:
     """Explores `dataset` (its first `n_examples`), resuming from `out_dir`; returns the stats."""
-    global _DATASET
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
     parts_dir = out_dir / "parts"
@@ -148,9 +159,9 @@ def run_warm_start(
     start = time.perf_counter()
     examples_done, rollouts_done = 0, 0
     if todo:
-        _DATASET = dataset
-        context = multiprocessing.get_context("fork")
-        with context.Pool(processes) as pool:
+        # Forking a process whose JAX threads are running can deadlock: spawn workers then.
+        context = multiprocessing.get_context("spawn" if "jax" in sys.modules else "fork")
+        with context.Pool(processes, initializer=_set_dataset, initargs=(dataset,)) as pool:
             last = 0.0
             for chunk, result in pool.imap_unordered(_worker, todo):
                 _write_json(parts_dir / f"part-{chunk:05d}.json", result)
@@ -165,7 +176,6 @@ def run_warm_start(
                     eta = elapsed / examples_done * (total - examples_done)
                     log(f"[explore] {examples_done}/{total} examples  {rate:,.0f} rollouts/s  "
                         f"elapsed {elapsed:,.0f} s  eta {eta:,.0f} s")
-        _DATASET = None
     wall = time.perf_counter() - start
     return _merge(out_dir, len(chunks), count, config, wall, rollouts_done, dataset)
 

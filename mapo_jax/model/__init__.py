@@ -1,0 +1,1 @@
+"""The neural half: Flax networks and the pure policy functions."""
