@@ -11,7 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import write_result
+from common import RESULTS, write_result
 
 from mapo_jax.data.wtq import load_wtq
 from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
@@ -26,7 +26,8 @@ def main():
                         help="questions for the reachability estimate (large budget, no trigger words)")
     parser.add_argument("--reachability_rollouts", type=int, default=20000)
     args = parser.parse_args()
-    figures = {}
+    previous = RESULTS / "warm_start.json"  # keep earlier sections (ablation, reachability)
+    figures = json.loads(previous.read_text())["figures"] if previous.exists() else {}
     if args.run_dir:
         stats = json.loads((args.run_dir / "stats.json").read_text())
         figures["full_run"] = {k: v for k, v in stats.items() if k != "settings"}

@@ -139,3 +139,17 @@ def test_warm_start_writes_programs_and_resumes(toy, tmp_path):
     assert set(json.loads((tmp_path / "stats.json").read_text())) >= {
         "coverage", "programs_per_example", "rollouts_per_second", "wall_time_s", "top_program_shapes"}
     assert np.isclose(stats["programs_per_example"]["mean"], np.mean([len(p) for p in programs.values()]))
+
+
+def test_exhaustion_climbs_to_the_root_from_whole_programs_only(toy):
+    """An explored set holding only finished programs (as loaded from a warm start) must still
+    let exhaustion propagate: sample() records prefixes whose continuations are all explored."""
+    env = _env(toy, index=6, limits=Limits(max_n_exp=1))
+    everything = _all_programs(env.context.initial_state())
+    explored = set(everything)  # whole programs, no prefixes
+    explorer = SystematicExplorer(env, explored, random.Random(0))
+    for _ in range(len(everything) + 5):
+        assert explorer.sample() is None
+        if () in explored:
+            break
+    assert () in explored and explorer.fully_explored

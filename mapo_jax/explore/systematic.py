@@ -123,9 +123,10 @@ class SystematicExplorer:
     @property
     def fully_explored(self) -> bool:
         """True once every program of this question (under the disabled functions) was sampled."""
-        return not self._open_tokens(self.env.context.initial_state())
+        return not self.open_tokens(self.env.context.initial_state())
 
-    def _open_tokens(self, state: ProgramState) -> List[str]:
+    def open_tokens(self, state: ProgramState) -> List[str]:
+        """Valid next tokens whose prefixes are neither explored nor disabled (memoised per state)."""
         tokens = self._open.get(state)
         if tokens is None:
             prefix = state.tokens
@@ -135,6 +136,16 @@ class SystematicExplorer:
             ]
             self._open[state] = tokens
         return tokens
+
+    def record_program(self, path: List[ProgramState], state: ProgramState) -> None:
+        """A finished program was sampled: it and any prefix it exhausts are explored."""
+        self._close(path, state, persistent=True)
+
+    def record_exhausted(self, path: List[ProgramState], state: ProgramState) -> None:
+        """A prefix with no open continuation: recorded (persistently unless only disabled
+        tokens were left), so that exhaustion climbs towards the root."""
+        persistent = not any(t in self.disabled for t in state.valid_tokens())
+        self._close(path, state, persistent)
 
     def _close(self, path: List[ProgramState], state: ProgramState, persistent: bool) -> None:
         """Marks `state` explored and propagates exhaustion up the path."""
@@ -159,8 +170,9 @@ class SystematicExplorer:
         state = self.env.context.initial_state()
         path: List[ProgramState] = []
         while not state.done:
-            candidates = self._open_tokens(state)
+            candidates = self.open_tokens(state)
             if not candidates:
+                self.record_exhausted(path, state)
                 return None
             if self.proposal is None:
                 token = candidates[self.rng.randrange(len(candidates))]
@@ -169,7 +181,7 @@ class SystematicExplorer:
                 token = self.rng.choices(candidates, weights=weights)[0]
             path.append(state)
             state = state.step(token)
-        self._close(path, state, persistent=True)
+        self.record_program(path, state)
         return state
 
 

@@ -1,0 +1,414 @@
+"""Decoding programs with the policy: sampling (with or without the exploration filter), greedy
+decoding and beam search.
+
+All environments of a call are decoded in lockstep: their questions are encoded once, then every
+decoding step is one call of the jitted `policy.step` over all live rows, followed by a Python pass
+that picks each row's token and steps its interpreter state. Batches are padded to power-of-two
+row buckets (at least 8), so `policy.step` compiles once per bucket, never once per batch.
+Padding and finished rows get a dummy step (one valid slot) and are ignored.
+
+Sampling draws from the policy restricted to the valid tokens (the interpreter's code assistance).
+With `explorers` (one `SystematicExplorer` per environment, paper Algorithm 1 with the policy as the
+proposal) a row samples only among its explorer's *open* tokens (valid, not disabled, not fully
+explored), the policy's probabilities renormalised over them; every finished program and every
+prefix found exhausted is reported to the explorer, so repeated calls sample without replacement
+and an environment whose empty prefix is fully explored yields no sample. The trajectories always
+store the observation over the *full* valid list (as the original: training probabilities are
+w.r.t. the unfiltered action set), so a sampled trajectory equals `env.replay(its tokens)`.
+
+Beam search (spec section 6.1) keeps, per environment, the `beam_size` best of the live extensions
+and the finished programs, scores being summed log-probabilities over the valid-restricted softmax
+(no length normalisation); the result is the finished programs sorted by score with probabilities
+renormalised within the environment. One batched `policy.step` per step serves every live
+hypothesis of every environment: encoder outputs are gathered per hypothesis by environment index
+and decoder states are reordered by parent index as beams are selected.
+
+Unlike the original, no beam slot is ever wasted on a dead end: the original kept candidates that
+then failed to execute (and dropped them after selection), while our interpreter offers a token only
+if the program can still be completed into one that executes, so every kept candidate either stays
+live or finishes as a program. (A hypothesis still unfinished after `max_steps` is dropped; the
+default `max_steps` is long enough for any program the environments' limits allow.)
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import numpy as np
+
+from mapo_jax.batching import Featurizer
+from mapo_jax.env import Observation, QAEnvironment, Trajectory
+from mapo_jax.lisp.interpreter import ProgramState
+from mapo_jax.model import policy
+from mapo_jax.model.networks import EncoderInputs, ModelConfig, StepInputs
+
+MIN_ROWS = 8
+
+
+class Hypothesis(NamedTuple):
+    """A finished program of beam search: its tokens, summed log-probability and renormalised
+    probability (within its environment's finished list)."""
+
+    tokens: Tuple[str, ...]
+    log_prob: float
+    prob: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes and inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def row_bucket(n: int, minimum: int = MIN_ROWS) -> int:
+    """The padded row count for `n` rows: the smallest power of two >= max(n, minimum)."""
+    n = max(int(n), minimum, 1)
+    return 1 << (n - 1).bit_length()
+
+
+def max_program_steps(envs: Sequence[QAEnvironment]) -> int:
+    """Tokens of the longest program the environments' limits allow: per expression `(`, the head,
+    its arguments and `)`, then `<END>`."""
+    longest = 1
+    for env in envs:
+        arity = max(f.arity for f in env.context.functions)
+        longest = max(longest, env.limits.max_n_exp * (arity + 3) + 1)
+    return longest
+
+
+def encoder_inputs(featurizer: Featurizer, envs: Sequence[QAEnvironment]) -> EncoderInputs:
+    """The environments' questions as encoder inputs (row i: environment i), padded to a bucket."""
+    rows = [
+        featurizer.features(env.example, env.context.view.table, len(env.context.constants))
+        for env in envs
+    ]
+    return featurizer.encoder_inputs(rows, batch_size=row_bucket(len(rows)))
+
+
+def pad_inputs(inputs: EncoderInputs, n: int) -> EncoderInputs:
+    """The first `n` rows of `inputs` padded to `row_bucket(n)` rows (as `Featurizer` pads)."""
+    have = int(np.shape(inputs.tokens)[0])
+    if have < n:
+        raise ValueError(f"encoder inputs have {have} rows for {n} environments")
+    rows = row_bucket(n)
+    if have == rows:
+        return inputs
+    fills = EncoderInputs(tokens=0, in_table=0.0, length=1, constant_spans=-1, constant_values=0.0,
+                          n_constants=0)
+    out = []
+    for array, fill in zip(inputs, fills):
+        array = np.asarray(array)[:n]
+        padding = np.full((rows - n,) + array.shape[1:], fill, array.dtype)
+        out.append(np.concatenate([array, padding], axis=0))
+    return EncoderInputs(*out)
+
+
+@jax.jit
+def _take_rows(tree, index):
+    """Rows `index` of every array of a pytree (encoder outputs, decoder states)."""
+    return jax.tree_util.tree_map(lambda x: x[index], tree)
+
+
+def _step_inputs(observations: Sequence[Optional[Observation]], n_rows: int, max_valid: int) -> StepInputs:
+    """StepInputs of `n_rows` rows; rows without an observation get one dummy valid slot."""
+    read = np.zeros(n_rows, np.int32)
+    write = -np.ones(n_rows, np.int32)
+    valid_ids = np.zeros((n_rows, max_valid), np.int32)
+    valid_mask = np.zeros((n_rows, max_valid), bool)
+    valid_mask[:, 0] = True
+    features = np.zeros((n_rows, max_valid), np.float32)
+    for r, obs in enumerate(observations):
+        if obs is None:
+            continue
+        read[r], write[r] = obs.read_id, obs.write_id
+        valid_ids[r], valid_mask[r], features[r] = obs.valid_ids, obs.valid_mask, obs.features
+    return StepInputs(read, write, valid_ids, valid_mask, features)
+
+
+def _check(config: ModelConfig, envs: Sequence[QAEnvironment], explorers) -> None:
+    for env in envs:
+        if env.limits.max_valid != config.max_valid:
+            raise ValueError(f"example {env.example.id}: the environment offers {env.limits.max_valid} "
+                             f"valid slots, the model {config.max_valid}")
+    if explorers is not None:
+        if len(explorers) != len(envs):
+            raise ValueError(f"{len(explorers)} explorers for {len(envs)} environments")
+        for env, explorer in zip(envs, explorers):
+            if explorer.env is not env:
+                raise ValueError(f"example {env.example.id}: its explorer explores another environment")
+
+
+class _Observations:
+    """Observations memoised per (environment, state): the samples of one question share prefixes."""
+
+    def __init__(self):
+        self._memo: Dict[Tuple[int, ProgramState], Observation] = {}
+
+    def __call__(self, env_index: int, env: QAEnvironment, state: ProgramState) -> Observation:
+        key = (env_index, state)
+        obs = self._memo.get(key)
+        if obs is None:
+            obs = self._memo[key] = env.observation(state)
+        return obs
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling and greedy decoding
+# ---------------------------------------------------------------------------------------------
+
+
+class _Row:
+    __slots__ = ("env", "state", "path", "observations", "actions", "live")
+
+    def __init__(self, env_index: int, root: ProgramState):
+        self.env = env_index
+        self.state = root
+        self.path: List[ProgramState] = []
+        self.observations: List[Observation] = []
+        self.actions: List[int] = []
+        self.live = True
+
+
+def _report_exhausted(explorer, row: _Row) -> None:
+    """A prefix with no open token left: record it and propagate exhaustion up the row's path."""
+    explorer.record_exhausted(row.path, row.state)
+
+
+def _trajectory(env: QAEnvironment, row: _Row) -> Trajectory:
+    obs = row.observations
+    return Trajectory(
+        read_ids=np.array([o.read_id for o in obs], np.int32),
+        write_ids=np.array([o.write_id for o in obs], np.int32),
+        valid_ids=np.stack([o.valid_ids for o in obs]),
+        valid_mask=np.stack([o.valid_mask for o in obs]),
+        features=np.stack([o.features for o in obs]),
+        actions=np.array(row.actions, np.int32),
+        tokens=tuple(row.state.tokens),
+        reward=env.reward(row.state),
+    )
+
+
+def sample(
+    params: policy.Params,
+    config: ModelConfig,
+    envs: Sequence[QAEnvironment],
+    inputs: EncoderInputs,
+    rng: Optional[np.random.Generator] = None,
+    *,
+    n_samples: int = 1,
+    explorers: Optional[Sequence] = None,
+    greedy: bool = False,
+    max_steps: Optional[int] = None,
+) -> List[List[Trajectory]]:
+    """Decodes `n_samples` programs per environment, all in lockstep; returns per environment the
+    finished trajectories (each equal to `env.replay(trajectory.tokens)`).
+
+    `inputs`: encoder inputs whose row i is environment i's question (`encoder_inputs(featurizer,
+    envs)`; extra rows are ignored). `rng` drives sampling (one uniform draw per row and step, in
+    row order, so a seeded generator gives identical samples); `greedy` takes the most probable
+    token instead. `explorers` (one `SystematicExplorer` per environment): sample only among open
+    tokens, report finished programs and exhausted prefixes; no program is then returned twice for
+    an environment, within a call or across calls, and a fully explored environment yields none.
+    Fewer than `n_samples` trajectories come back for an environment when rows run into exhausted
+    prefixes or exceed `max_steps` (default: `max_program_steps(envs)`).
+    """
+    _check(config, envs, explorers)
+    results: List[List[Trajectory]] = [[] for _ in envs]
+    if not envs or n_samples < 1:
+        return results
+    if rng is None and not greedy:
+        raise ValueError("sampling needs an rng (or greedy=True)")
+    max_steps = max_program_steps(envs) if max_steps is None else max_steps
+    rows: List[_Row] = []
+    for i, env in enumerate(envs):
+        root = env.context.initial_state()
+        if not root.valid_tokens() or (explorers is not None and not explorers[i].open_tokens(root)):
+            continue  # no program at all, or fully explored
+        for _ in range(n_samples):
+            rows.append(_Row(i, root))
+            if explorers is not None:
+                explorers[i].n_rollouts += 1
+    if not rows:
+        return results
+
+    encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
+    n_rows = row_bucket(len(rows))
+    env_index = np.zeros(n_rows, np.int32)
+    env_index[: len(rows)] = [row.env for row in rows]
+    encoded = _take_rows(encoded, env_index)
+    state = policy.initial_state(encoded, config)
+    observe = _Observations()
+
+    for _ in range(max_steps):
+        if explorers is not None:  # drop rows standing on an exhausted prefix before computing
+            for row in rows:
+                if row.live and not explorers[row.env].open_tokens(row.state):
+                    _report_exhausted(explorers[row.env], row)
+                    row.live = False
+        live = [k for k, row in enumerate(rows) if row.live]
+        if not live:
+            break
+        observations: List[Optional[Observation]] = [None] * n_rows
+        for k in live:
+            row = rows[k]
+            observations[k] = observe(row.env, envs[row.env], row.state)
+        step_inputs = _step_inputs(observations, n_rows, config.max_valid)
+        state, log_probs = policy.step(params, encoded, state, step_inputs, config)
+        log_probs = np.asarray(log_probs, np.float64)
+
+        for k in live:
+            row = rows[k]
+            valid = row.state.valid_tokens()
+            if explorers is None:
+                slots = np.arange(len(valid))
+            else:
+                explorer = explorers[row.env]
+                # Open tokens as of now: rows earlier in this step may have closed some.
+                open_tokens = explorer.open_tokens(row.state)
+                if not open_tokens:
+                    _report_exhausted(explorer, row)
+                    row.live = False
+                    continue
+                slot_of = {token: a for a, token in enumerate(valid)}
+                slots = np.array([slot_of[token] for token in open_tokens])
+            scores = log_probs[k, slots]
+            if greedy:
+                choice = int(np.argmax(scores))
+            else:
+                probs = np.exp(scores - scores.max())
+                cumulative = np.cumsum(probs)
+                choice = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+                choice = min(choice, len(slots) - 1)
+            action = int(slots[choice])
+            row.observations.append(observations[k])
+            row.actions.append(action)
+            row.path.append(row.state)
+            row.state = row.state.step(valid[action])
+            if row.state.done:
+                row.live = False
+                if explorers is not None:
+                    explorers[row.env].record_program(row.path, row.state)
+                results[row.env].append(_trajectory(envs[row.env], row))
+    return results
+
+
+def greedy(
+    params: policy.Params,
+    config: ModelConfig,
+    envs: Sequence[QAEnvironment],
+    inputs: EncoderInputs,
+    max_steps: Optional[int] = None,
+) -> List[Optional[Trajectory]]:
+    """The most probable token at every step: one trajectory per environment (None if unfinished)."""
+    decoded = sample(params, config, envs, inputs, None, greedy=True, max_steps=max_steps)
+    return [found[0] if found else None for found in decoded]
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam search
+# ---------------------------------------------------------------------------------------------
+
+
+class _Beam(NamedTuple):
+    env: int
+    state: ProgramState
+    score: float
+    row: int  # row of the decoder state this hypothesis continues from
+
+
+def beam_search(
+    params: policy.Params,
+    config: ModelConfig,
+    envs: Sequence[QAEnvironment],
+    inputs: EncoderInputs,
+    beam_size: int = 5,
+    max_steps: Optional[int] = None,
+) -> List[List[Hypothesis]]:
+    """Per environment, at most `beam_size` finished programs, best first, with probabilities
+    renormalised over them (spec section 6.1; no length normalisation).
+
+    Ties are broken deterministically: finished programs before new candidates, then hypothesis
+    order, then valid-slot order (so `beam_size=1` is exactly greedy decoding).
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    _check(config, envs, None)
+    finished: List[List[Tuple[float, Tuple[str, ...]]]] = [[] for _ in envs]
+    if not envs:
+        return []
+    max_steps = max_program_steps(envs) if max_steps is None else max_steps
+    encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
+    state = policy.initial_state(encoded, config)  # rows: environments
+    beam = [
+        _Beam(i, env.context.initial_state(), 0.0, i)
+        for i, env in enumerate(envs) if env.context.initial_state().valid_tokens()
+    ]
+    observe = _Observations()
+
+    for _ in range(max_steps):
+        if not beam:
+            break
+        n_rows = row_bucket(len(beam))
+        env_index = np.zeros(n_rows, np.int32)
+        parent = np.zeros(n_rows, np.int32)
+        env_index[: len(beam)] = [h.env for h in beam]
+        parent[: len(beam)] = [h.row for h in beam]
+        observations: List[Optional[Observation]] = [None] * n_rows
+        for k, h in enumerate(beam):
+            observations[k] = observe(h.env, envs[h.env], h.state)
+        state, log_probs = policy.step(
+            params, _take_rows(encoded, env_index), _take_rows(state, parent),
+            _step_inputs(observations, n_rows, config.max_valid), config)
+        log_probs = np.asarray(log_probs, np.float64)
+
+        # Candidates per environment: its finished programs, then every valid extension.
+        pools: Dict[int, list] = {}
+        for k, h in enumerate(beam):
+            pool = pools.get(h.env)
+            if pool is None:
+                pool = pools[h.env] = [(score, True, tokens) for score, tokens in finished[h.env]]
+            n_valid = len(h.state.valid_tokens())
+            scores = h.score + log_probs[k, :n_valid]
+            pool.extend((float(scores[a]), False, (k, a)) for a in range(n_valid))
+        new_beam: List[_Beam] = []
+        for i, pool in pools.items():
+            kept = sorted(pool, key=lambda c: -c[0])[:beam_size]  # stable: ties keep pool order
+            finished[i] = [(score, what) for score, done, what in kept if done]
+            for score, done, what in kept:
+                if done:
+                    continue
+                k, a = what
+                h = beam[k]
+                child = h.state.step(h.state.valid_tokens()[a])
+                if child.done:
+                    finished[i].append((score, child.tokens))
+                else:
+                    new_beam.append(_Beam(i, child, score, k))
+        beam = new_beam
+
+    results: List[List[Hypothesis]] = []
+    for programs in finished:
+        programs = sorted(programs, key=lambda p: -p[0])
+        if not programs:
+            results.append([])
+            continue
+        scores = np.array([score for score, _ in programs])
+        probs = np.exp(scores - scores.max())
+        probs /= probs.sum()
+        results.append([Hypothesis(tuple(tokens), float(score), float(p))
+                        for (score, tokens), p in zip(programs, probs)])
+    return results
+
+
+def top_programs(
+    params: policy.Params,
+    config: ModelConfig,
+    envs: Sequence[QAEnvironment],
+    inputs: EncoderInputs,
+    beam_size: int = 5,
+    max_steps: Optional[int] = None,
+) -> List[Optional[Tuple[str, ...]]]:
+    """Per environment the most probable program of beam search (`beam_size=1`: greedy decoding),
+    or None when none finished; accuracy is the fraction whose program earns reward 1."""
+    return [found[0].tokens if found else None
+            for found in beam_search(params, config, envs, inputs, beam_size, max_steps)]
