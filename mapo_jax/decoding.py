@@ -175,17 +175,7 @@ def _report_exhausted(explorer, row: _Row) -> None:
 
 
 def _trajectory(env: QAEnvironment, row: _Row) -> Trajectory:
-    obs = row.observations
-    return Trajectory(
-        read_ids=np.array([o.read_id for o in obs], np.int32),
-        write_ids=np.array([o.write_id for o in obs], np.int32),
-        valid_ids=np.stack([o.valid_ids for o in obs]),
-        valid_mask=np.stack([o.valid_mask for o in obs]),
-        features=np.stack([o.features for o in obs]),
-        actions=np.array(row.actions, np.int32),
-        tokens=tuple(row.state.tokens),
-        reward=env.reward(row.state),
-    )
+    return Trajectory.from_steps(row.observations, row.actions, row.state.tokens, env.reward(row.state))
 
 
 def sample(

@@ -52,6 +52,21 @@ class Trajectory(NamedTuple):
     def length(self) -> int:
         return len(self.actions)
 
+    @classmethod
+    def from_steps(cls, observations: Sequence[Observation], actions: Sequence[int],
+                   tokens: Sequence[str], reward: float) -> "Trajectory":
+        """Stacks per-step observations (the state before each action) into a trajectory."""
+        return cls(
+            read_ids=np.array([o.read_id for o in observations], np.int32),
+            write_ids=np.array([o.write_id for o in observations], np.int32),
+            valid_ids=np.stack([o.valid_ids for o in observations]),
+            valid_mask=np.stack([o.valid_mask for o in observations]),
+            features=np.stack([o.features for o in observations]),
+            actions=np.array(actions, np.int32),
+            tokens=tuple(tokens),
+            reward=reward,
+        )
+
 
 class Vocabulary:
     """Decoder ids: builtin tokens first, then memory slots `v0..` at `n_builtin + K`."""
@@ -168,16 +183,7 @@ class QAEnvironment:
             state = state.step(token)
         if not state.done:
             raise self.context.error(f"program {' '.join(tokens)!r} does not end with <END>")
-        return Trajectory(
-            read_ids=np.array([o.read_id for o in observations], np.int32),
-            write_ids=np.array([o.write_id for o in observations], np.int32),
-            valid_ids=np.stack([o.valid_ids for o in observations]),
-            valid_mask=np.stack([o.valid_mask for o in observations]),
-            features=np.stack([o.features for o in observations]),
-            actions=np.array(actions, np.int32),
-            tokens=tuple(tokens),
-            reward=self.reward(state),
-        )
+        return Trajectory.from_steps(observations, actions, tokens, self.reward(state))
 
 
 def check_gold_programs(dataset) -> dict:

@@ -34,3 +34,28 @@ def wtq_root(data_dir) -> Path:
 def cache_dir(tmp_path_factory) -> Path:
     """A fresh preprocessing cache, so tests never read a user's cache."""
     return tmp_path_factory.mktemp("mapo_cache")
+
+
+@pytest.fixture(scope="session")
+def glove():
+    """The package GloVe vectors; tests needing them skip when the package is unavailable."""
+    embeddings = pytest.importorskip("mapo_jax.data.embeddings")
+    try:
+        return embeddings.load_glove()
+    except (FileNotFoundError, ImportError) as error:
+        pytest.skip(f"GloVe package unavailable: {error}")
+
+
+def _all_programs(state):
+    if state.done:
+        return {state.tokens}
+    out = set()
+    for token in state.valid_tokens():
+        out |= _all_programs(state.step(token))
+    return out
+
+
+@pytest.fixture(scope="session")
+def all_programs():
+    """Every complete program below an interpreter state, by exhaustive enumeration."""
+    return _all_programs

@@ -16,12 +16,8 @@ from mapo_jax.model.networks import StepInputs
 
 
 @pytest.fixture(scope="module")
-def vectors():
-    embeddings = pytest.importorskip("mapo_jax.data.embeddings")
-    try:
-        return embeddings.load_glove()
-    except (FileNotFoundError, ImportError) as error:
-        pytest.skip(f"GloVe package unavailable: {error}")
+def vectors(glove):
+    return glove
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,8 @@ N_ENVS = 6
 
 
 @pytest.fixture(scope="module")
-def vectors():
-    embeddings = pytest.importorskip("mapo_jax.data.embeddings")
-    try:
-        return embeddings.load_glove()
-    except (FileNotFoundError, ImportError) as error:
-        pytest.skip(f"GloVe package unavailable: {error}")
+def vectors(glove):
+    return glove
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +37,6 @@ def setup(vectors):
     params = policy.init(jax.random.PRNGKey(0), config, pretrained_matrix(vocab, vectors))
     return toy, envs, featurizer, config, params
 
-
-def _all_programs(state):
-    if state.done:
-        return {state.tokens}
-    out = set()
-    for token in state.valid_tokens():
-        out |= _all_programs(state.step(token))
-    return out
 
 
 def _assert_same_trajectory(got, expected):
@@ -149,12 +137,12 @@ def test_exploration_filter_is_the_policy_when_nothing_is_explored(setup):
         assert found[0].tokens in explorer.explored and explorer.n_rollouts == 1
 
 
-def test_exploration_samples_without_replacement_until_exhausted(setup):
+def test_exploration_samples_without_replacement_until_exhausted(setup, all_programs):
     toy, _, featurizer, config, params = setup
     vocabulary = Vocabulary()
     envs = [QAEnvironment(ex, toy.tables[ex.table], limits=Limits(max_n_exp=1), vocabulary=vocabulary)
             for ex in toy.examples[:2]]
-    everything = [_all_programs(env.context.initial_state()) for env in envs]
+    everything = [all_programs(env.context.initial_state()) for env in envs]
     inputs = decoding.encoder_inputs(featurizer, envs)
     explored = [set(), set()]
     explorers = [SystematicExplorer(env, s, random.Random(0)) for env, s in zip(envs, explored)]
@@ -177,13 +165,13 @@ def test_exploration_samples_without_replacement_until_exhausted(setup):
     assert decoding.sample(params, config, envs, inputs, None, greedy=True, explorers=explorers) == [[], []]
 
 
-def test_exhaustion_found_below_the_root_propagates(setup):
+def test_exhaustion_found_below_the_root_propagates(setup, all_programs):
     """An explored set holding only whole programs (a loaded buffer): rows that reach an exhausted
     prefix report it, so exhaustion climbs to the root."""
     toy, _, featurizer, config, params = setup
     example = toy.examples[0]
     env = QAEnvironment(example, toy.tables[example.table], limits=Limits(max_n_exp=1))
-    explored = set(_all_programs(env.context.initial_state()))
+    explored = set(all_programs(env.context.initial_state()))
     explorer = SystematicExplorer(env, explored, random.Random(0))
     inputs = decoding.encoder_inputs(featurizer, [env])
     rng = np.random.default_rng(0)

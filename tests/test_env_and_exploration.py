@@ -73,20 +73,11 @@ def test_all_toy_gold_programs_earn_reward_one(toy):
     assert check["gold_programs"] == len(toy.examples) == check["gold_programs_correct"]
 
 
-def _all_programs(state):
-    """Every complete program below a state, by exhaustive enumeration of the offered tokens."""
-    if state.done:
-        return {state.tokens}
-    out = set()
-    for token in state.valid_tokens():
-        out |= _all_programs(state.step(token))
-    return out
-
 
 @pytest.mark.parametrize("explored_factory", [set, lambda: BloomFilter(20000, 1e-8)])
-def test_systematic_exploration_samples_without_replacement(toy, explored_factory):
+def test_systematic_exploration_samples_without_replacement(toy, explored_factory, all_programs):
     env = _env(toy, index=6, limits=Limits(max_n_exp=2))
-    everything = _all_programs(env.context.initial_state())
+    everything = all_programs(env.context.initial_state())
     explored = explored_factory()
     explorer = SystematicExplorer(env, explored, random.Random(0))
     seen = []
@@ -141,11 +132,11 @@ def test_warm_start_writes_programs_and_resumes(toy, tmp_path):
     assert np.isclose(stats["programs_per_example"]["mean"], np.mean([len(p) for p in programs.values()]))
 
 
-def test_exhaustion_climbs_to_the_root_from_whole_programs_only(toy):
+def test_exhaustion_climbs_to_the_root_from_whole_programs_only(toy, all_programs):
     """An explored set holding only finished programs (as loaded from a warm start) must still
     let exhaustion propagate: sample() records prefixes whose continuations are all explored."""
     env = _env(toy, index=6, limits=Limits(max_n_exp=1))
-    everything = _all_programs(env.context.initial_state())
+    everything = all_programs(env.context.initial_state())
     explored = set(everything)  # whole programs, no prefixes
     explorer = SystematicExplorer(env, explored, random.Random(0))
     for _ in range(len(everything) + 5):
