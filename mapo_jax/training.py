@@ -13,9 +13,10 @@ falls outside the buffer is accepted with probability 1 - pi_B, so it carries
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import jax
@@ -24,37 +25,18 @@ import numpy as np
 from mapo_jax import decoding, learning, objectives
 from mapo_jax.batching import Featurizer, trajectory_batch
 from mapo_jax.buffer import MemoryBuffer
-from mapo_jax.config import DataConfig, ModelConfig
+from mapo_jax.config import DataConfig, ModelConfig, TrainConfig
 from mapo_jax.data import datasets
 from mapo_jax.data.embeddings import load_glove
 from mapo_jax.data.vocab import build_encoder_vocab, pretrained_matrix
 from mapo_jax.env import QAEnvironment, Trajectory, Vocabulary
 from mapo_jax.explore.systematic import SystematicExplorer, random_explore
+from mapo_jax.explore.warm_start import load_programs
 from mapo_jax.lisp.functions import TableView
 from mapo_jax.lisp.interpreter import Limits
 from mapo_jax.model import policy
 
 MAX_STEPS = 20  # 3 expressions of at most 6 tokens, then <END>
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Learning settings (paper WTQ values where they exist)."""
-
-    objective: str = "mapo"
-    alpha: float = 0.1
-    entropy_coeff: float = 0.01
-    learning_rate: float = 1e-3
-    max_grad_norm: float = 5.0
-    questions_per_step: int = 25
-    n_steps: int = 300
-    eval_every: int = 100
-    warm_start_rollouts: int = 200  # in-process random exploration per training question
-    systematic_exploration: bool = True
-    min_count: int = 1  # encoder vocabulary
-    hidden_size: int = 64
-    dropout: float = 0.2
-    seed: int = 0
 
 
 def _environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary) -> List[QAEnvironment]:
@@ -98,13 +80,25 @@ def accuracy(params, config: ModelConfig, envs: Sequence[QAEnvironment], featuri
 
 
 def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = TrainConfig(),
-                       log: Optional[Callable[[str], None]] = None) -> dict:
-    """Trains on `data_config`'s train part, evaluates on its dev part; returns the history."""
+                       log: Optional[Callable[[str], None]] = None, workdir: Optional[str] = None) -> dict:
+    """Trains on `data_config`'s train part, evaluates on its dev part; returns the history.
+
+    With `workdir`, every evaluation is appended to `workdir/metrics.jsonl` (one JSON object a line).
+    """
     log = log or print
+    metrics_path = None
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        metrics_path = Path(workdir) / "metrics.jsonl"
     cfg = train_config
     rng = np.random.default_rng(cfg.seed)
-    train = datasets.load_dataset(data_config, "train")
-    dev = datasets.load_dataset(data_config, "dev")
+    from mapo_jax.config import split_parts
+
+    if not data_config.split.isdigit():
+        raise ValueError(f"training takes a split pair: --split=1..5 (got {data_config.split!r})")
+    train_split, dev_split = split_parts(data_config)
+    train = datasets.load_dataset(data_config, train_split)
+    dev = datasets.load_dataset(data_config, dev_split)
     vectors = load_glove()
     vocab = build_encoder_vocab(train.examples + dev.examples, vectors, min_count=cfg.min_count)
     featurizer = Featurizer(vocab, vectors)
@@ -120,21 +114,29 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     state = learning.init_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
     scorer = _Scorer(config, featurizer)
 
-    # Warm start: random exploration fills the memory buffers.
+    # Warm start: saved programs (launch/explore.py output), or random exploration in-process.
     start = time.perf_counter()
     buffer = MemoryBuffer()
     explorers = {}
+    saved = load_programs(cfg.programs_file) if cfg.programs_file else None
+    if saved is not None:
+        stats = buffer.load_programs({env.example.id: env for env in train_envs}, saved)
+        log(f"[train] loaded {stats['loaded']} programs from {cfg.programs_file} (skipped {stats['skipped']})")
     for i, env in enumerate(train_envs):
-        explored = set()
-        found, _ = random_explore(env, cfg.warm_start_rollouts, explored, random.Random(cfg.seed * 7919 + i))
-        for tokens in found:
-            buffer.add(env.example.id, env.replay(tokens))
+        explored = set(buffer.programs(env.example.id))
+        if saved is None:
+            found, _ = random_explore(env, cfg.warm_start_rollouts, explored, random.Random(cfg.seed * 7919 + i))
+            for tokens in found:
+                buffer.add(env.example.id, env.replay(tokens))
         explorers[env.example.id] = SystematicExplorer(env, explored, random.Random(cfg.seed + i))
     ids = [env.example.id for env in train_envs]
     log(f"[train] warm start: {buffer.coverage(ids):.1%} of {len(ids)} questions have a program "
         f"({time.perf_counter() - start:.1f} s)")
 
     history = [{"step": 0, "dev/accuracy": accuracy(state.params, config, dev_envs, featurizer)}]
+    if metrics_path is not None:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(history[0]) + "\n")
     log(f"[train] step 0: dev accuracy {history[0]['dev/accuracy']:.3f}")
     order = rng.permutation(len(train_envs))
     cursor = 0
@@ -212,6 +214,9 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
             record = {"step": step, "dev/accuracy": dev_accuracy, "loss": float(metrics["loss"]),
                       "buffer_coverage": buffer.coverage(ids), "seconds": round(time.perf_counter() - start, 1)}
             history.append(record)
+            if metrics_path is not None:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
             log(f"[train] step {step}: dev accuracy {dev_accuracy:.3f}  loss {record['loss']:.3f}  "
                 f"buffer coverage {record['buffer_coverage']:.3f}  {record['seconds']:.0f} s")
             if not np.isfinite(record["loss"]):

@@ -10,7 +10,7 @@ def test_mapo_learns_the_toy_dataset(glove):
     messages = []
     result = train_and_evaluate(
         DataConfig(dataset="toy"),
-        TrainConfig(n_steps=160, eval_every=80, warm_start_rollouts=60, hidden_size=32, seed=0),
+        TrainConfig(n_steps=160, eval_every=80, warm_start_rollouts=60, hidden_size=32, min_count=1, seed=0),
         log=messages.append,
     )
     history = result["history"]
