@@ -50,21 +50,16 @@ def _environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary) -> L
     return envs
 
 
-class _Scorer:
-    """Sequence log-probs of buffer trajectories under given parameters, in padded buckets."""
-
-    def __init__(self, config: ModelConfig, featurizer: Featurizer):
-        self.config = config
-        self.featurizer = featurizer
-
-    def __call__(self, params, envs: Sequence[QAEnvironment], trajectories: Sequence[Trajectory],
-                 env_rows: Sequence[int], inputs) -> np.ndarray:
-        if not trajectories:
-            return np.zeros(0)
-        n = decoding.row_bucket(len(trajectories))
-        batch = trajectory_batch(trajectories, MAX_STEPS, self.config.max_valid, n, env_rows)
-        log_probs, _ = policy.sequence_log_probs(params, inputs, batch, self.config)
-        return np.asarray(log_probs.sum(axis=1))[: len(trajectories)]
+def _buffer_log_probs(params, config: ModelConfig, trajectories: Sequence[Trajectory],
+                      rows: Sequence[int], inputs) -> np.ndarray:
+    """Sequence log-probs of buffer trajectories (trajectory i answers question `rows[i]` of
+    `inputs`), padded to a row bucket so the call compiles once per bucket."""
+    if not trajectories:
+        return np.zeros(0)
+    batch = trajectory_batch(trajectories, MAX_STEPS, config.max_valid,
+                             decoding.row_bucket(len(trajectories)), rows)
+    log_probs, _ = policy.sequence_log_probs(params, inputs, batch, config)
+    return np.asarray(log_probs.sum(axis=1))[: len(trajectories)]
 
 
 def accuracy(params, config: ModelConfig, envs: Sequence[QAEnvironment], featurizer: Featurizer,
@@ -74,7 +69,7 @@ def accuracy(params, config: ModelConfig, envs: Sequence[QAEnvironment], featuri
     for start in range(0, len(envs), batch_size):
         chunk = envs[start: start + batch_size]
         inputs = decoding.encoder_inputs(featurizer, chunk)
-        for env, trajectory in zip(chunk, decoding.greedy(params, config, chunk, inputs, MAX_STEPS)):
+        for trajectory in decoding.greedy(params, config, chunk, inputs, MAX_STEPS):
             correct += trajectory is not None and trajectory.reward == 1.0
     return correct / max(len(envs), 1)
 
@@ -112,7 +107,6 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     update = learning.make_update(
         learning.make_policy_loss(cfg.objective, config, cfg.alpha, cfg.entropy_coeff), optimizer)
     state = learning.init_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
-    scorer = _Scorer(config, featurizer)
 
     # Warm start: saved programs (launch/explore.py output), or random exploration in-process.
     start = time.perf_counter()
@@ -156,18 +150,16 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
                 for trajectory in samples:
                     buffer.add(env.example.id, trajectory)
         # 2. buffer probabilities under the current policy, pi_B, one buffer draw per question
-        rows, buffered = [], []
-        for row, env in enumerate(envs):
-            for trajectory in buffer.trajectories(env.example.id):
-                rows.append(row)
-                buffered.append(trajectory)
-        log_probs = scorer(params, envs, buffered, rows, inputs)
+        per_question = [buffer.trajectories(env.example.id) for env in envs]
+        rows = [row for row, group in enumerate(per_question) for _ in group]
+        buffered = [trajectory for group in per_question for trajectory in group]
+        log_probs = _buffer_log_probs(params, config, buffered, rows, inputs)
         chosen, samples_rows = [], []
         reward, in_buffer, pi_buffer, weight = [], [], [], []
         pi_of_row = {}
         offset = 0
         for row, env in enumerate(envs):
-            n = len(buffer.trajectories(env.example.id))
+            n = len(per_question[row])
             if n:
                 probs = np.exp(log_probs[offset: offset + n])
                 offset += n

@@ -59,3 +59,21 @@ def _all_programs(state):
 def all_programs():
     """Every complete program below an interpreter state, by exhaustive enumeration."""
     return _all_programs
+
+
+@pytest.fixture(scope="session")
+def toy_policy(glove):
+    """A small policy over the toy dataset: (dataset, vocab, featurizer, config, params)."""
+    import jax
+
+    from mapo_jax.batching import Featurizer
+    from mapo_jax.config import ModelConfig
+    from mapo_jax.data.synthetic import load_toy
+    from mapo_jax.data.vocab import build_encoder_vocab, pretrained_matrix
+    from mapo_jax.model import policy
+
+    toy = load_toy("train")
+    vocab = build_encoder_vocab(toy.examples, glove, min_count=1)
+    config = ModelConfig(encoder_vocab_size=len(vocab), pretrained_dim=glove.dim, hidden_size=32)
+    params = policy.init(jax.random.PRNGKey(0), config, pretrained_matrix(vocab, glove))
+    return toy, vocab, Featurizer(vocab, glove), config, params

@@ -2,36 +2,23 @@
 and score them with the policy, step by step and as whole sequences."""
 
 import chex
-import jax
 import numpy as np
 import pytest
 
-from mapo_jax.batching import Featurizer, bucket, trajectory_batch
-from mapo_jax.config import ModelConfig
-from mapo_jax.data.synthetic import load_toy
-from mapo_jax.data.vocab import build_encoder_vocab, pretrained_matrix
+from mapo_jax.batching import bucket, trajectory_batch
 from mapo_jax.env import QAEnvironment, Vocabulary
 from mapo_jax.model import policy
 from mapo_jax.model.networks import StepInputs
 
 
 @pytest.fixture(scope="module")
-def vectors(glove):
-    return glove
-
-
-@pytest.fixture(scope="module")
-def setup(vectors):
-    toy = load_toy("train")
-    vocab = build_encoder_vocab(toy.examples, vectors, min_count=1)
+def setup(toy_policy):
+    toy, _, featurizer, config, params = toy_policy
     examples = toy.examples[:6]
     envs = [QAEnvironment(ex, toy.tables[ex.table], vocabulary=Vocabulary()) for ex in examples]
     trajectories = [env.replay(env.context.tokens_from_text(toy.programs[env.example.id])) for env in envs]
-    featurizer = Featurizer(vocab, vectors)
     rows = [featurizer.features(env.example, toy.tables[env.example.table], len(env.context.constants))
             for env in envs]
-    config = ModelConfig(encoder_vocab_size=len(vocab), pretrained_dim=vectors.dim, hidden_size=32)
-    params = policy.init(jax.random.PRNGKey(0), config, pretrained_matrix(vocab, vectors))
     return envs, trajectories, featurizer, rows, config, params
 
 

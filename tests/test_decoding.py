@@ -4,15 +4,12 @@ decoding and beam search, checked against the environment and the learner's log-
 import random
 
 import chex
-import jax
 import numpy as np
 import pytest
 
 from mapo_jax import decoding
-from mapo_jax.batching import Featurizer, trajectory_batch
+from mapo_jax.batching import trajectory_batch
 from mapo_jax.config import ModelConfig
-from mapo_jax.data.synthetic import load_toy
-from mapo_jax.data.vocab import build_encoder_vocab, pretrained_matrix
 from mapo_jax.env import QAEnvironment, Vocabulary
 from mapo_jax.explore.systematic import SystematicExplorer
 from mapo_jax.lisp.interpreter import Limits
@@ -22,19 +19,10 @@ N_ENVS = 6
 
 
 @pytest.fixture(scope="module")
-def vectors(glove):
-    return glove
-
-
-@pytest.fixture(scope="module")
-def setup(vectors):
-    toy = load_toy("train")
-    vocab = build_encoder_vocab(toy.examples, vectors, min_count=1)
+def setup(toy_policy):
+    toy, _, featurizer, config, params = toy_policy
     vocabulary = Vocabulary()
     envs = [QAEnvironment(ex, toy.tables[ex.table], vocabulary=vocabulary) for ex in toy.examples[:N_ENVS]]
-    featurizer = Featurizer(vocab, vectors)
-    config = ModelConfig(encoder_vocab_size=len(vocab), pretrained_dim=vectors.dim, hidden_size=32)
-    params = policy.init(jax.random.PRNGKey(0), config, pretrained_matrix(vocab, vectors))
     return toy, envs, featurizer, config, params
 
 
