@@ -22,6 +22,11 @@ def friendly_errors(main):
 
         from mapo_jax.data.tables import TableFormatError
 
+        from absl import flags
+        from absl import logging as absl_logging
+
+        if not flags.FLAGS["verbosity"].present:  # Orbax and JAX log every step at INFO
+            absl_logging.set_verbosity(absl_logging.WARNING)
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:

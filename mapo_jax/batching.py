@@ -73,10 +73,12 @@ class Featurizer:
         cached = self._examples[example.id] = (ids, in_table, spans, values, n_constants)
         return cached
 
-    def encoder_inputs(self, rows: Sequence[tuple], batch_size: Optional[int] = None) -> EncoderInputs:
-        """Stacks `features(...)` rows, padding tokens to a length bucket and rows to `batch_size`."""
+    def encoder_inputs(self, rows: Sequence[tuple], batch_size: Optional[int] = None,
+                       min_length: int = 0) -> EncoderInputs:
+        """Stacks `features(...)` rows, padding tokens to a length bucket (at least `min_length`)
+        and rows to `batch_size`."""
         n = batch_size or len(rows)
-        length = bucket(max([len(r[0]) for r in rows] + [1]))
+        length = bucket(max([len(r[0]) for r in rows] + [1, min_length]))
         tokens = np.zeros((n, length), np.int32)
         in_table = np.zeros((n, length), np.float32)
         lengths = np.zeros(n, np.int32)

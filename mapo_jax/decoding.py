@@ -76,13 +76,14 @@ def max_program_steps(envs: Sequence[QAEnvironment]) -> int:
     return longest
 
 
-def encoder_inputs(featurizer: Featurizer, envs: Sequence[QAEnvironment]) -> EncoderInputs:
-    """The environments' questions as encoder inputs (row i: environment i), padded to a bucket."""
+def encoder_inputs(featurizer: Featurizer, envs: Sequence[QAEnvironment], min_length: int = 0) -> EncoderInputs:
+    """The environments' questions as encoder inputs (row i: environment i), padded to a bucket
+    (and to at least `min_length` tokens: one shape for a whole run means one compilation)."""
     rows = [
         featurizer.features(env.example, env.context.view.table, len(env.context.constants))
         for env in envs
     ]
-    return featurizer.encoder_inputs(rows, batch_size=row_bucket(len(rows)))
+    return featurizer.encoder_inputs(rows, batch_size=row_bucket(len(rows)), min_length=min_length)
 
 
 def pad_inputs(inputs: EncoderInputs, n: int) -> EncoderInputs:

@@ -1,21 +1,216 @@
-"""The synchronous MAPO loop on a shrunken toy configuration: dev accuracy must rise."""
+"""The actor-learner training system on shrunken toy configurations.
+
+Learning, reproducibility, resuming and failure handling are checked through `train_and_evaluate`,
+the function `launch/train.py` calls. Every run shares one warm start (made once per session).
+"""
+
+import json
+import math
 
 import pytest
 
-from mapo_jax.config import DataConfig
-from mapo_jax.training import TrainConfig, train_and_evaluate
+from mapo_jax import acting, evaluation, learning
+from mapo_jax.config import DataConfig, TrainConfig
+from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
+from mapo_jax.metrics import read_metrics
+from mapo_jax.training import TrainingFailed, train_and_evaluate
+
+TIMING_KEYS = ("wall_time", "learner/", "actor/batch_seconds", "actor/batches_per_s", "queue/", "eval/", "dev/seconds")
 
 
-def test_mapo_learns_the_toy_dataset(glove):
+@pytest.fixture(scope="session")
+def toy_programs(tmp_path_factory, glove):
+    """Warm-start programs of the toy training questions (one process, a short exploration)."""
+    from mapo_jax.data.synthetic import load_toy
+
+    out = tmp_path_factory.mktemp("toy_warm_start")
+    run_warm_start(load_toy("train"), out, WarmStartConfig(rollouts_per_example=60, extra_rollouts_for_hard=0,
+                                                           processes=1), log=lambda m: None)
+    return str(out / "programs.json")
+
+
+def small(toy_programs, **changes) -> TrainConfig:
+    settings = dict(hidden_size=32, min_count=1, questions_per_step=10, n_steps=30, eval_every=1000, log_every=5,
+                    checkpoint_every=1000, programs_file=toy_programs, n_actors=1, seed=0)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def _train_records(workdir, last_step=None):
+    records = [r for r in read_metrics(workdir) if "train/loss" in r]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING_KEYS)}
+            for r in records if last_step is None or r["step"] <= last_step]
+
+
+def test_mapo_learns_the_toy_dataset(toy_programs, tmp_path):
+    """The quick start's code path, shrunk: beam-search dev accuracy must rise well above its start."""
     messages = []
     result = train_and_evaluate(
         DataConfig(dataset="toy"),
-        TrainConfig(n_steps=160, eval_every=80, warm_start_rollouts=60, hidden_size=32, min_count=1, seed=0),
-        log=messages.append,
-    )
+        small(toy_programs, n_steps=160, eval_every=80, questions_per_step=25, n_actors=2),
+        log=messages.append, workdir=str(tmp_path))
     history = result["history"]
     assert [h["step"] for h in history] == [0, 80, 160]
     assert any("warm start" in m for m in messages)
     assert history[-1]["dev/accuracy"] >= history[0]["dev/accuracy"] + 0.15  # learning, not luck
-    assert history[-1]["buffer_coverage"] > 0.5
-    assert all(h["loss"] == h["loss"] for h in history[1:])  # no NaN
+    records = _train_records(tmp_path)
+    assert [r["step"] for r in records] == list(range(5, 161, 5))
+    assert all(math.isfinite(r["train/loss"]) for r in records)
+    assert records[-1]["actor/buffer_coverage"] > 0.5
+    assert result["best"]["dev/accuracy"] == max(h["dev/accuracy"] for h in history)
+    # the run directory: config, vocabulary, TensorBoard, the best beams and predictions
+    for name in ("config.json", "vocab.json", "dev_beams.jsonl", "dev_predictions.tsv"):
+        assert (tmp_path / name).exists(), name
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    header, beams = evaluation.read_beams(tmp_path / "dev_beams.jsonl")
+    assert header["step"] == result["best"]["step"] and len(beams) == 160
+
+
+@pytest.mark.parametrize("n_actors", [1, 2])
+def test_a_fixed_seed_gives_identical_runs(toy_programs, tmp_path, n_actors):
+    """Batch s is always sampled with the same parameter version, whatever the thread timing."""
+    runs = []
+    for name in ("a", "b"):
+        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=50, n_actors=n_actors),
+                           log=lambda m: None, workdir=str(tmp_path / name))
+        runs.append(_train_records(tmp_path / name))
+    assert len(runs[0]) == 10
+    assert runs[0] == runs[1]
+    other_seed = tmp_path / "seed1"
+    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=50, n_actors=n_actors, seed=1),
+                       log=lambda m: None, workdir=str(other_seed))
+    assert _train_records(other_seed) != runs[0]  # the comparison can fail
+
+
+def test_a_stopped_run_resumes_where_it_was(toy_programs, tmp_path):
+    """Stopped at step 20 (as after a kill following the step-20 checkpoint), the same command goes on
+    to the same metrics an uninterrupted run has."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=40, checkpoint_every=10,
+                                                        eval_every=20, n_actors=2),
+                       log=lambda m: None, workdir=str(straight))
+    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=20, checkpoint_every=10,
+                                                        eval_every=20, n_actors=2),
+                       log=lambda m: None, workdir=str(resumed))
+    messages = []
+    result = train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=40, checkpoint_every=10,
+                                                                 eval_every=20, n_actors=2),
+                                log=messages.append, workdir=str(resumed))
+    assert any("resuming" in m and "step 20" in m for m in messages)
+    assert result["step"] == 40
+    assert _train_records(resumed) == _train_records(straight)
+    steps = [r["step"] for r in read_metrics(resumed)]
+    assert steps == sorted(steps) and len(steps) == len(set(map(tuple, ([r["step"], tuple(sorted(r))]
+                                                                       for r in read_metrics(resumed)))))
+    dev = [r["dev/accuracy"] for r in read_metrics(resumed) if "dev/accuracy" in r]
+    assert dev == [r["dev/accuracy"] for r in read_metrics(straight) if "dev/accuracy" in r]
+
+
+def test_a_run_refuses_other_settings_in_its_workdir(toy_programs, tmp_path):
+    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=2), log=lambda m: None,
+                       workdir=str(tmp_path))
+    with pytest.raises(ValueError, match="learning_rate"):
+        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=4, learning_rate=0.01),
+                           log=lambda m: None, workdir=str(tmp_path))
+
+
+def test_an_actor_exception_stops_the_run_with_its_traceback(toy_programs, monkeypatch):
+    calls = []
+    original = acting.Actor.make_batch
+
+    def failing(self, params):
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("interpreter exploded")
+        return original(self, params)
+
+    monkeypatch.setattr(acting.Actor, "make_batch", failing)
+    with pytest.raises(TrainingFailed, match="(?s)actor 0 failed.*Traceback.*interpreter exploded"):
+        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=100), log=lambda m: None)
+
+
+def test_an_evaluator_exception_stops_the_run(toy_programs, monkeypatch):
+    def failing(*args, **kwargs):
+        raise RuntimeError("beam search exploded")
+
+    monkeypatch.setattr(evaluation, "evaluate", failing)
+    with pytest.raises(TrainingFailed, match="(?s)evaluator failed.*beam search exploded"):
+        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=10_000), log=lambda m: None)
+
+
+def test_a_nan_loss_names_its_step(toy_programs, monkeypatch):
+    make_loss = learning.make_policy_loss
+
+    def nan_after_3(*args, **kwargs):
+        loss_fn = make_loss(*args, **kwargs)
+
+        def poisoned(params, batch_and_rng):
+            import jax.numpy as jnp
+
+            loss, metrics = loss_fn(params, batch_and_rng)
+            step_is_late = batch_and_rng[0].samples.n_examples > 1e9  # never: the NaN comes from the params
+            return loss * jnp.where(step_is_late, 1.0, jnp.nan), metrics
+
+        return poisoned
+
+    monkeypatch.setattr(learning, "make_policy_loss", nan_after_3)
+    with pytest.raises(FloatingPointError, match="learner step 1 "):
+        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=10), log=lambda m: None)
+
+
+@pytest.mark.parametrize("objective,alpha,explore", [
+    ("reinforce", 0.1, True), ("mml", 0.1, True), ("hard_em", 0.1, True), ("iml", 0.1, True),
+    ("mapo", 0.0, False)])
+def test_baselines_and_ablations_train(toy_programs, objective, alpha, explore):
+    result = train_and_evaluate(DataConfig(dataset="toy"),
+                                small(toy_programs, n_steps=6, objective=objective, alpha=alpha,
+                                      systematic_exploration=explore, log_every=3),
+                                log=lambda m: None)
+    assert result["step"] == 6 and len(result["history"]) == 2
+
+
+# --------------------------------------------------------------------------- actor-learner plumbing
+
+
+def test_policy_version_lags_and_never_runs_ahead_of_the_learner():
+    assert [acting.policy_version(s, 2, 2) for s in range(8)] == [0, 0, 0, 0, 2, 2, 4, 4]
+    assert [acting.policy_version(s, 1, 0) for s in range(4)] == [0, 1, 2, 3]  # on-policy
+    for step in range(50):
+        for every in (1, 2, 5):
+            for lag in (0, 1, 3):
+                version = acting.policy_version(step, every, lag)
+                assert version % every == 0 and step - lag - every < version <= max(step - lag, 0)
+
+
+def test_rows_per_batch_fits_the_objective_and_the_devices():
+    assert acting.rows_per_batch("mapo", 25) == 50
+    assert acting.rows_per_batch("mml", 25) == 25
+    assert acting.rows_per_batch("mml", 25, n_devices=2) == 26
+
+
+def test_parameter_server_serves_versions_and_drops_old_ones():
+    server = acting.ParameterServer(publish_every=2, policy_lag=2)
+    server.publish(10, "p10")  # a resumed run: older versions map to the first one
+    assert server.get(4, lambda: False) == "p10"
+    server.publish(12, "p12")
+    server.publish(14, "p14")
+    assert server.get(12, lambda: False) == "p12"
+    with pytest.raises(acting.Stopped):
+        server.get(16, lambda: True)
+    server.publish(16, "p16")
+    server.publish(18, "p18")  # now every actor needs >= 16
+    with pytest.raises(RuntimeError, match="dropped"):
+        server.get(12, lambda: False)
+
+
+def test_batch_queue_is_bounded_and_fifo():
+    queue = acting.BatchQueue(2)
+    queue.put((0, "a", None))
+    queue.put((2, "b", None))
+    with pytest.raises(acting.Stopped):
+        queue.wait_for_room(lambda: True)
+    assert [item[0] for item in queue.snapshot()] == [0, 2]
+    assert queue.get(lambda: None)[1] == "a"
+    queue.wait_for_room(lambda: False)
+    with pytest.raises(ZeroDivisionError):  # the learner's check runs while it waits
+        acting.BatchQueue(1).get(lambda: 1 / 0)

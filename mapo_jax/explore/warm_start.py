@@ -19,6 +19,7 @@ from (seed, example id), so results do not depend on how chunks land on processe
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import multiprocessing
 import os
@@ -159,11 +160,17 @@ def run_warm_start(
     start = time.perf_counter()
     examples_done, rollouts_done = 0, 0
     if todo:
-        # Forking a process whose JAX threads are running can deadlock: spawn workers then.
+        # Forking a process whose JAX threads are running can deadlock: spawn workers then (a spawned
+        # worker re-imports the main module, so a calling script needs `if __name__ == "__main__"`).
+        # One process: no pool at all.
         context = multiprocessing.get_context("spawn" if "jax" in sys.modules else "fork")
-        with context.Pool(processes, initializer=_set_dataset, initargs=(dataset,)) as pool:
+        pool = context.Pool(processes, initializer=_set_dataset, initargs=(dataset,)) if processes > 1 else None
+        if pool is None:
+            _set_dataset(dataset)
+        with pool if pool is not None else contextlib.nullcontext():
             last = 0.0
-            for chunk, result in pool.imap_unordered(_worker, todo):
+            results = pool.imap_unordered(_worker, todo) if pool is not None else map(_worker, todo)
+            for chunk, result in results:
                 _write_json(parts_dir / f"part-{chunk:05d}.json", result)
                 examples_done += len(chunks[chunk])
                 rollouts_done += result["rollouts"]
