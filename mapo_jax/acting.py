@@ -217,6 +217,12 @@ class Actor:
                     emit(row, trajectory, False, pi, 1.0 / max(1.0 - pi, 1e-6))
                     new_programs += self.buffer.add(env.example.id, trajectory)
 
+        # Done with these questions until the next epoch: free their interpreter memos. The explorer
+        # keeps nothing the Bloom filter does not (every record is persistent), so it is rebuilt too.
+        for env in envs:
+            env.release_memory()
+            self._explorers.pop(env.example.id, None)
+
         n, pad = len(chosen), self.n_rows - len(chosen)
 
         def padded(values, dtype):
@@ -256,6 +262,8 @@ class Actor:
         self.explore_rng.setstate(_random_state_from_json(state["explore_rng"]))
         envs_by_id = {env.example.id: env for env in self.envs}
         self.buffer = MemoryBuffer.from_json(state["buffer"], envs_by_id, strict=False)
+        for env in self.envs:  # the replay filled the interpreter memos
+            env.release_memory()
         self.bloom = BloomFilter.from_arrays(arrays)
         self._explorers = {}
 

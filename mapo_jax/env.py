@@ -132,6 +132,16 @@ class QAEnvironment:
         write = self.token_id(created) if created else -1
         return Observation(read, write, ids, mask, features)
 
+    def release_memory(self) -> None:
+        """Forgets the memoised program states of this question (the interpreter's trie, rewards).
+
+        Actors and the evaluator call it once they are done with a question for a while: the memo
+        speeds up the many rollouts of one batch, but kept for 11k questions it grows without bound.
+        """
+        self.context.reset_memo()
+        self._rewards = {}
+        self.state = self.context.initial_state()
+
     # --- episode -----------------------------------------------------------------------------
 
     def reset(self) -> Observation:

@@ -109,6 +109,7 @@ def evaluate(params, config: ModelConfig, envs: Sequence[QAEnvironment], featuri
         for env, hypotheses in zip(chunk, beams):
             results.append(QuestionResult(env.example.id, " ".join(env.example.tokens),
                                           candidates(env, hypotheses)))
+            env.release_memory()  # the next evaluation has other parameters: the memo would only grow
         if progress is not None:
             progress(len(results), len(envs))
     return EvalResult(results, time.perf_counter() - start)

@@ -129,6 +129,8 @@ def _warm_start(s: Setup, cfg: TrainConfig, workdir: Optional[Path], warm_start_
             found, _ = random_explore(env, cfg.warm_start_rollouts, set(), random.Random(cfg.seed * 7919 + i))
             for tokens in found:
                 buffer.add(env.example.id, env.replay(tokens))
+    for env in s.train_envs:  # replaying every program filled the interpreter memos: free them
+        env.release_memory()
     coverage = buffer.coverage(list(envs_by_id))
     log(f"[train] warm start: {coverage:.1%} of {len(envs_by_id)} questions have a program "
         f"({time.perf_counter() - start:.1f} s)")
@@ -329,9 +331,12 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     def current_params():
         return learning.unreplicate(state.params)  # a fresh array: safe from the next donation
 
+    saved_steps = {start_step} if restored is not None else set()
+
     def save_checkpoint(step: int) -> None:
-        if checkpointer is None:
+        if checkpointer is None or step in saved_steps:
             return
+        saved_steps.add(step)
         for t in threads:
             t.pause()
         try:
@@ -433,8 +438,7 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
                 window_start, window_wait = time.perf_counter(), 0.0
             if step % cfg.checkpoint_every == 0 and step < cfg.n_steps:
                 save_checkpoint(step)
-        if step > start_step or restored is None:
-            save_checkpoint(step)
+        save_checkpoint(step)
         if interrupted.is_set():
             log(f"[train] stopped at step {step}; checkpoint written. Run the same command to resume.")
         else:

@@ -1,0 +1,66 @@
+"""Summarises a training run directory as a benchmark result: the dev-accuracy curve against steps and
+wall time, accuracy after 1 h and 2.5 h, learner and actor throughput, and the original release's
+curve for comparison.
+
+    python benchmarks/training_run.py --workdir=runs/wtq_split1 --name=wtq_mapo_training \
+        --command="python launch/train.py --flagfile=wtq.flags"
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+import common  # noqa: F401  (sys.path)
+
+# The original release on WTQ (32 vCPUs, 2 GPUs): dev accuracy by learner step (issue 5's figures).
+ORIGINAL_CURVE = {5000: 0.30, 10000: 0.36, 16000: 0.42}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--command", default=None, help="the training command the run was made with")
+    args = parser.parse_args()
+
+    from mapo_jax.analysis.runs import load_run
+    from mapo_jax.metrics import read_metrics
+
+    run = load_run(args.workdir)
+    records = read_metrics(args.workdir)
+    train = [r for r in records if "train/loss" in r]
+    curve = [{"step": int(s), "learner_wall_time_s": round(float(w), 1), "dev_accuracy": round(float(a), 4)}
+             for s, w, a in zip(run.steps, run.wall_time, run.dev_accuracy)]
+
+    def accuracy_after(seconds: float):
+        reached = [c for c in curve if c["learner_wall_time_s"] <= seconds]
+        return reached[-1] if reached else None
+
+    steps_per_s = [r["learner/steps_per_s"] for r in train]
+    last = train[-1] if train else {}
+    figures = {
+        "dev_curve": curve,
+        "best": max(curve, key=lambda c: c["dev_accuracy"]) if curve else None,
+        "after_1h": accuracy_after(3600),
+        "after_2.5h": accuracy_after(9000),
+        "steps": int(last.get("step", 0)),
+        "training_wall_time_s": round(float(last.get("wall_time", 0.0)), 1),
+        "learner_steps_per_s": {
+            "overall": round(last.get("step", 0) / max(last.get("wall_time", 1.0), 1e-9), 3),
+            "median_window": round(float(np.median(steps_per_s)), 3) if steps_per_s else None,
+        },
+        "actor_batch_seconds_median": round(float(np.median([r["actor/batch_seconds"] for r in train])), 3)
+        if train else None,
+        "learner_wait_fraction_median": round(float(np.median([r["learner/wait_fraction"] for r in train])), 3)
+        if train else None,
+        "original_release_curve": ORIGINAL_CURVE,
+        "note": "learner_wall_time_s: seconds of training (warm-start loading excluded) when the learner "
+                "reached the step; the overall rate includes dev evaluations, checkpoints and compilation",
+    }
+    print(common.write_result(args.name, figures, args.command))
+
+
+if __name__ == "__main__":
+    main()
