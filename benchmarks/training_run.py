@@ -35,6 +35,9 @@ def main() -> None:
              for s, w, a in zip(run.steps, run.wall_time, run.dev_accuracy)]
 
     def accuracy_after(seconds: float):
+        """The last evaluation of parameters the learner had after `seconds` (None if the run was shorter)."""
+        if not train or train[-1]["wall_time"] < seconds:
+            return None
         reached = [c for c in curve if c["learner_wall_time_s"] <= seconds]
         return reached[-1] if reached else None
 
