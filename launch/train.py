@@ -1,6 +1,6 @@
 """Trains a semantic parser with MAPO (or a baseline), evaluating on dev with beam search as it goes.
 
-    python launch/train.py --flagfile=toy.flags     # the embedded toy dataset: ~3 min on 2 CPU cores
+    python launch/train.py --flagfile=toy.flags     # the embedded toy dataset: ~4 min on 2 CPU cores
     python launch/train.py --flagfile=wtq.flags     # WikiTableQuestions split 1, the paper's settings
 
 The run lives in --workdir (config, checkpoints, metrics.jsonl, TensorBoard under tb/; the layout is

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mapo_jax import decoding
+from mapo_jax.acting import MAX_STEPS
 from mapo_jax.batching import Featurizer
 from mapo_jax.data.predictions import prediction_line
 from mapo_jax.data.values import check_denotation, denotation_values, format_prediction, normalize
 from mapo_jax.env import QAEnvironment
 from mapo_jax.model.networks import ModelConfig
 
-MAX_STEPS = 20
 BEAM_FORMAT = "mapo_jax.beams/1"
 
 

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import math
 import random
@@ -31,8 +32,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 import jax
 import numpy as np
 
-from mapo_jax import checkpointing, decoding, evaluation, learning
-from mapo_jax.acting import MAX_STEPS, Actor, ActorThread, BatchQueue, ParameterServer
+from mapo_jax import checkpointing, evaluation, learning
+from mapo_jax.acting import Actor, ActorThread, BatchQueue, ParameterServer
 from mapo_jax.batching import Featurizer
 from mapo_jax.buffer import MemoryBuffer
 from mapo_jax.config import RESUMABLE_CHANGES, DataConfig, ModelConfig, TrainConfig, configs_to_json, split_parts
@@ -60,18 +61,6 @@ def make_environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary) 
         envs.append(QAEnvironment(example, table, punish_extra_work=punish_extra_work, view=view,
                                   vocabulary=vocabulary, limits=Limits()))
     return envs
-
-
-def accuracy(params, config: ModelConfig, envs: Sequence[QAEnvironment], featurizer: Featurizer,
-             batch_size: int = 64) -> float:
-    """Fraction of questions whose greedy program earns reward 1 (a fast proxy of beam accuracy)."""
-    correct = 0
-    for start in range(0, len(envs), batch_size):
-        chunk = envs[start: start + batch_size]
-        inputs = decoding.encoder_inputs(featurizer, chunk)
-        for trajectory in decoding.greedy(params, config, chunk, inputs, MAX_STEPS):
-            correct += trajectory is not None and trajectory.reward == 1.0
-    return correct / max(len(envs), 1)
 
 
 class Setup(NamedTuple):
@@ -215,6 +204,16 @@ class _Evaluator(threading.Thread):
         self.join()
 
 
+@functools.lru_cache(maxsize=8)
+def _learner(make_policy_loss, config: ModelConfig, objective: str, alpha: float, entropy_coeff: float,
+             learning_rate: float, max_grad_norm: float):
+    """(optimizer, pmapped update), one per setting: another run in the same process (a notebook, the
+    tests, a sweep) reuses its compiled executables instead of compiling again."""
+    optimizer = learning.make_optimizer(learning_rate, max_grad_norm)
+    loss_fn = make_policy_loss(objective, config, alpha, entropy_coeff)
+    return optimizer, learning.make_pmapped_update(loss_fn, optimizer)
+
+
 class TrainingFailed(RuntimeError):
     """An actor or the evaluator raised; the message carries its traceback."""
 
@@ -242,9 +241,8 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
         (workdir_path / checkpointing.VOCAB_FILE).write_text(json.dumps(s.vocab.to_json()))
 
     n_devices = jax.local_device_count()
-    optimizer = learning.make_optimizer(cfg.learning_rate, cfg.max_grad_norm)
-    loss_fn = learning.make_policy_loss(cfg.objective, config, cfg.alpha, cfg.entropy_coeff)
-    update = learning.make_pmapped_update(loss_fn, optimizer)
+    optimizer, update = _learner(learning.make_policy_loss, config, cfg.objective, cfg.alpha, cfg.entropy_coeff,
+                                 cfg.learning_rate, cfg.max_grad_norm)
     params = policy.init(jax.random.PRNGKey(cfg.seed), config, s.pretrained)
     host_state = learning.init_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
 

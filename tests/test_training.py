@@ -4,7 +4,6 @@ Learning, reproducibility, resuming and failure handling are checked through `tr
 the function `launch/train.py` calls. Every run shares one warm start (made once per session).
 """
 
-import json
 import math
 
 import pytest
@@ -214,3 +213,15 @@ def test_batch_queue_is_bounded_and_fifo():
     queue.wait_for_room(lambda: False)
     with pytest.raises(ZeroDivisionError):  # the learner's check runs while it waits
         acting.BatchQueue(1).get(lambda: 1 / 0)
+
+
+def test_train_config_knows_every_objective_and_rejects_bad_values():
+    from mapo_jax import config, objectives
+
+    assert config.OBJECTIVES == objectives.OBJECTIVES
+    with pytest.raises(ValueError, match="unknown objective"):
+        TrainConfig(objective="ppo")
+    with pytest.raises(ValueError, match="alpha"):
+        TrainConfig(alpha=1.5)
+    with pytest.raises(ValueError, match="n_actors"):
+        TrainConfig(n_actors=0)
