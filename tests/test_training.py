@@ -98,9 +98,10 @@ def test_a_stopped_run_resumes_where_it_was(toy_programs, tmp_path):
     assert any("resuming" in m and "step 20" in m for m in messages)
     assert result["step"] == 40
     assert _train_records(resumed) == _train_records(straight)
-    steps = [r["step"] for r in read_metrics(resumed)]
-    assert steps == sorted(steps) and len(steps) == len(set(map(tuple, ([r["step"], tuple(sorted(r))]
-                                                                       for r in read_metrics(resumed)))))
+    # no record is duplicated by the restart (evaluation lines land when the evaluator finishes,
+    # so the file is not in step order)
+    kinds = [(r["step"], "dev/accuracy" in r) for r in read_metrics(resumed)]
+    assert len(kinds) == len(set(kinds))
     dev = [r["dev/accuracy"] for r in read_metrics(resumed) if "dev/accuracy" in r]
     assert dev == [r["dev/accuracy"] for r in read_metrics(straight) if "dev/accuracy" in r]
 
