@@ -371,7 +371,9 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     for t in threads:
         t.start()
     evaluator.start()
-    if start_step == 0 or not history or history[-1]["step"] < start_step and start_step % cfg.eval_every == 0:
+    # evaluate the starting parameters: a new run, or a resumed one whose due evaluation was lost
+    last_evaluated = max((r["step"] for r in history), default=-1)
+    if start_step == 0 or last_evaluated < 0 or (last_evaluated < start_step and start_step % cfg.eval_every == 0):
         evaluator.submit(start_step, current_params())
 
     step = start_step
