@@ -1,6 +1,6 @@
 """Numerical check of the MAPO gradient estimator on an exactly enumerable environment (a script, not a test).
 
-The environment is `mapo_jax.objectives.default_tree_bed()`: a tree of depth 3 with 3 actions per node (27
+The environment is `mapo_jax.analysis.estimators.default_tree_bed()`: a tree of depth 3 with 3 actions per node (27
 programs), a tabular softmax policy (39 logits), 5 reward-1 programs of which 2 form the memory buffer B.
 Every estimator runs through the library: `make_loss` with the real weight functions and `jax.grad`, one
 example per estimate, 50,000 independent estimates per estimator and setting (vmapped, jitted, fixed keys).
@@ -8,14 +8,14 @@ Two parameter settings: "early" with pi_B = 0.05 < alpha = 0.1 and "mid" with pi
 
 Checks (the script exits 1 if one fails):
   1. exact: enumerating every draw, E[estimate] equals the exact gradient of eq. 1, |error| <= 1e-5, for
-     MAPO (alpha = 0; rejection-sampled, one-draw with sample_weight 1/(1 - pi_B), and top-k/enumerated
+     MAPO (alpha = 0; rejection-sampled, one-draw with sample_weight 1/(1 - pi_B), and enumerated
      buffer) and REINFORCE.
   2. Monte Carlo unbiasedness of MAPO (alpha = 0) at both settings: chi-square test of the mean of the
      estimates against the exact gradient with the exact (enumerated) covariance, chi2 = N d' S+ d on the
      covariance's range (rank = degrees of freedom); pass if p >= 1e-3. Per-coordinate max |z| is printed.
   3. Variance: total variance (trace of the covariance) of MAPO (1 buffer + 1 on-policy program) below
      REINFORCE's (2 on-policy programs) at the "mid" setting, from the Monte Carlo estimates. A sweep of
-     pi_B (exact, by enumeration) shows where this holds; MAPO with the buffer enumerated (top-k mode) and
+     pi_B (exact, by enumeration) shows where this holds; MAPO with the buffer enumerated and
      1 draw must be below REINFORCE with 1 draw at every pi_B of the sweep.
   4. alpha = 0.1: no bias while pi_B > alpha (exact bias <= 1e-5 and chi-square p >= 1e-3 at "mid"), a clear
      bias while pi_B < alpha (at "early": chi-square p < 1e-6 and |mean - exact| > 5 x the Monte Carlo noise
@@ -37,7 +37,7 @@ from common import write_result  # also puts the repository on sys.path
 
 import jax  # noqa: E402
 
-from mapo_jax import objectives as obj  # noqa: E402
+from mapo_jax.analysis import estimators as E  # noqa: E402
 
 N_SEEDS = 50_000
 SETTINGS = {"early": 0.05, "mid": 0.30}  # target pi_B of the parameter settings
@@ -53,15 +53,15 @@ RUNS = (("mapo", 0.0), ("mapo", ALPHA), ("mapo_single_draw", 0.0), ("mapo_origin
 
 
 def run_setting(bed, name: str, target: float, key) -> dict:
-    params = obj.tree_params_with_buffer_prob(bed, target, seed=PARAM_SEED)
-    pi_b = float(obj.tree_buffer_prob(bed, params))
-    exact = np.asarray(obj.exact_return_gradient(bed, params), np.float64).ravel()
-    outside = np.asarray(obj.exact_return_gradient(bed, params, outside_buffer_only=True), np.float64).ravel()
+    params = E.tree_params_with_buffer_prob(bed, target, seed=PARAM_SEED)
+    pi_b = float(E.tree_buffer_prob(bed, params))
+    exact = np.asarray(E.exact_return_gradient(bed, params), np.float64).ravel()
+    outside = np.asarray(E.exact_return_gradient(bed, params, outside_buffer_only=True), np.float64).ravel()
     out = {"pi_buffer": pi_b, "exact_grad_norm": float(np.linalg.norm(exact)), "estimators": {}}
     for estimator, alpha in RUNS:
-        mean, cov = obj.enumerated_gradient_moments(bed, params, estimator, alpha=alpha)
-        samples = np.asarray(obj.monte_carlo_gradients(bed, params, estimator, key, N_SEEDS, alpha=alpha), np.float64)
-        test = obj.unbiasedness_test(samples, exact, cov)
+        mean, cov = E.enumerated_gradient_moments(bed, params, estimator, alpha=alpha)
+        samples = np.asarray(E.monte_carlo_gradients(bed, params, estimator, key, N_SEEDS, alpha=alpha), np.float64)
+        test = E.unbiasedness_test(samples, exact, cov)
         out["estimators"][f"{estimator}@alpha={alpha:g}"] = {
             "exact_bias_norm": float(np.linalg.norm(mean - exact)),
             "exact_total_variance": float(np.trace(cov)),
@@ -82,17 +82,17 @@ def run_setting(bed, name: str, target: float, key) -> dict:
 def sweep(bed) -> list:
     rows = []
     for target in SWEEP:
-        params = obj.tree_params_with_buffer_prob(bed, target, seed=PARAM_SEED)
-        row = {"pi_buffer": float(obj.tree_buffer_prob(bed, params))}
+        params = E.tree_params_with_buffer_prob(bed, target, seed=PARAM_SEED)
+        row = {"pi_buffer": float(E.tree_buffer_prob(bed, params))}
         for estimator in ("mapo", "mapo_single_draw", "mapo_original", "mapo_enumerate", "reinforce", "reinforce_1"):
-            row[estimator] = float(np.trace(obj.enumerated_gradient_moments(bed, params, estimator)[1]))
+            row[estimator] = float(np.trace(E.enumerated_gradient_moments(bed, params, estimator)[1]))
         rows.append(row)
     return rows
 
 
 def main() -> int:
     start = time.time()
-    bed = obj.default_tree_bed()
+    bed = E.default_tree_bed()
     key = jax.random.key(20180612)
     results = {}
     for i, (name, target) in enumerate(SETTINGS.items()):
@@ -143,7 +143,7 @@ def main() -> int:
         "bed": {"depth": bed.depth, "branching": bed.branching, "rewarded": list(bed.rewarded), "buffer": list(bed.buffer)},
         "n_seeds": N_SEEDS,
         "alpha": ALPHA,
-        "estimators": {k: v.description for k, v in obj.ESTIMATORS.items()},
+        "estimators": {k: v.description for k, v in E.ESTIMATORS.items()},
         "settings": results,
         "variance_sweep": rows,
         "checks": checks,

@@ -16,7 +16,9 @@ With `--tagged_file` (a tagged question file, or a directory of them, as the off
 `-t`), gold answers use its `targetCanon` column exactly as the official evaluator does. Without it,
 canonical strings are approximated (`--infer_canon`, default on; see mapo_jax/data/values.py).
 Accuracy is correct / scored lines, as the official script computes it; questions of the split
-without a prediction line are reported separately, with the accuracy counting them as wrong.
+without a prediction line are reported separately, with the accuracy counting them as wrong. A
+predictions file with an id on two lines, or with ids that are not questions of the split (a file
+for another split), is refused rather than scored (mapo_jax/data/predictions.py).
 """
 
 import json
@@ -25,12 +27,13 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path)
-from _common import friendly_errors
+from _common import existing_file, friendly_errors
 from absl import app, flags
 
 from mapo_jax import config as config_lib
 from mapo_jax.data import predictions as predictions_lib
 from mapo_jax.data import wtq
+from mapo_jax.errors import UserInputError
 
 config_lib.define_flags()
 flags.DEFINE_string("predictions", None, "Predictions file: id<TAB>answer<TAB>answer... per line.")
@@ -45,6 +48,8 @@ FLAGS = flags.FLAGS
 
 
 def _read_gold(split_file, tagged_file, infer):
+    """(gold Values by id, ids to score): the split's questions, with the tagged files' canonical
+    answers where they have one; the tagged files' other questions are not the split's."""
     targets, expected = {}, []
     if split_file:
         targets = wtq.read_targets(split_file, infer=infer)
@@ -60,17 +65,19 @@ def _read_gold(split_file, tagged_file, infer):
             if absent:
                 print(f"warning: {len(absent)} split ids have no tagged answer (e.g. {absent[0]}); "
                       f"their untagged answers are used", file=sys.stderr)
+            tagged = {i: values for i, values in tagged.items() if i in targets}  # score the split only
         targets.update(tagged)
         expected = expected or list(tagged)
     return targets, expected
 
 
+def _gold_name() -> str:
+    """The gold answers' source, as messages name it."""
+    return FLAGS.split_file or FLAGS.tagged_file or "the run's dev split"
+
+
 def _score_file(predictions_file, targets, expected, details=None):
-    score = predictions_lib.score_predictions(predictions_file, targets, expected)
-    for example_id in score.unknown_ids[:10]:
-        print(f"warning: example id {example_id!r} not found in the gold answers; skipped", file=sys.stderr)
-    if len(score.unknown_ids) > 10:
-        print(f"warning: {len(score.unknown_ids)} unknown ids in all", file=sys.stderr)
+    score = predictions_lib.score_predictions(predictions_file, targets, expected, _gold_name())
     if details:
         with open(details, "w", encoding="utf-8") as f:
             for line in score.lines:
@@ -94,15 +101,18 @@ def _decode_run(workdir, checkpoint, split_file, beam_size):
     from mapo_jax.training import make_environments
 
     restored = checkpointing.restore_policy(workdir, checkpoint)
-    data_config = restored.data_config
+    # where the data lives may differ from training time; how it is preprocessed may not
+    data_config = restored.data_config.replace(**{name: getattr(FLAGS, name) for name in config_lib.DATA_LOCATION_FLAGS
+                                                 if FLAGS[name].present})
     if split_file:
         if data_config.dataset != "wtq":
-            raise ValueError(f"--split_file needs a WTQ run; {workdir} was trained on {data_config.dataset}")
+            raise UserInputError(f"--split_file needs a WTQ run; {workdir} was trained on {data_config.dataset}")
         split = split_file
     else:
         split = config_lib.split_parts(data_config)[-1]  # the run's dev part
     dataset = datasets.load_dataset(data_config, split)
-    envs = make_environments(dataset, False, Vocabulary())
+    program = restored.program_config  # the run's function set and limits
+    envs = make_environments(dataset, False, Vocabulary(program.function_set, program.max_mem), program)
     start = time.perf_counter()
     last = [0.0]
 
@@ -140,6 +150,8 @@ def _evaluate_runs():
 
     runs = FLAGS.ensemble or [FLAGS.workdir]
     for run in runs:
+        if Path(run).exists() and not Path(run).is_dir():
+            raise UserInputError(f"run directory {run} is a file; a training run's --workdir is expected")
         if not Path(run).is_dir():
             raise FileNotFoundError(f"run directory {run} does not exist")
     split_name = Path(FLAGS.split_file).stem if FLAGS.split_file else "dev"
@@ -176,25 +188,28 @@ def _evaluate_runs():
                {"runs": [run for run, _, _ in models], "ensemble_by": by})
 
 
-@friendly_errors
+def _check_input_paths():
+    """--split_file must be a file; --tagged_file a file or a directory of them."""
+    if FLAGS.split_file:
+        existing_file("split_file", FLAGS.split_file)
+    if FLAGS.tagged_file and not Path(FLAGS.tagged_file).exists():
+        raise FileNotFoundError(f"--tagged_file: {FLAGS.tagged_file} does not exist")
+
+
+@friendly_errors(uses=("workdir", "beam_size", "infer_canon", *config_lib.DATA_LOCATION_FLAGS))
 def main(argv):
     if FLAGS.workdir or FLAGS.ensemble:
         if FLAGS.predictions:
             raise app.UsageError("give either a run (--workdir / --ensemble) or --predictions, not both")
-        for name in ("split_file", "tagged_file"):
-            value = getattr(FLAGS, name)
-            if value and not Path(value).exists():
-                raise FileNotFoundError(f"--{name}: {value} does not exist")
+        _check_input_paths()
         _evaluate_runs()
         return
     if not FLAGS.predictions:
         raise app.UsageError("give a run (--workdir=RUN or --ensemble=RUN1,RUN2) or --predictions=FILE")
     if not (FLAGS.split_file or FLAGS.tagged_file):
         raise app.UsageError("give --split_file (and/or --tagged_file)")
-    for name in ("predictions", "split_file", "tagged_file"):
-        value = getattr(FLAGS, name)
-        if value and not Path(value).exists():
-            raise FileNotFoundError(f"--{name}: {value} does not exist")
+    existing_file("predictions", FLAGS.predictions)
+    _check_input_paths()
     targets, expected = _read_gold(FLAGS.split_file, FLAGS.tagged_file, FLAGS.infer_canon)
     _print_score("", _score_file(FLAGS.predictions, targets, expected, FLAGS.details))
 

@@ -24,7 +24,7 @@ flags.DEFINE_integer("n_examples", None, "Explore only the first N examples of t
 FLAGS = flags.FLAGS
 
 
-@friendly_errors
+@friendly_errors(uses=(*config_lib.data_flags(), *config_lib.PROGRAM_FLAGS, *config_lib.WARM_START_FLAGS))
 def main(argv):
     if not FLAGS.out:
         raise app.UsageError("--out is required")

@@ -19,7 +19,7 @@ flags.DEFINE_string("stats_json", None, "Also write the statistics as JSON to th
 FLAGS = flags.FLAGS
 
 
-@friendly_errors
+@friendly_errors(uses=config_lib.data_flags())
 def main(argv):
     config = config_lib.data_config_from_flags()
     report = datasets.preprocess(config)

@@ -30,7 +30,8 @@ def main(argv):
     try:
         result = training.train_and_evaluate(
             config_lib.data_config_from_flags(), config_lib.train_config_from_flags(), workdir=FLAGS.workdir,
-            warm_start_config=config_lib.warm_start_config_from_flags())
+            warm_start_config=config_lib.warm_start_config_from_flags(),
+            program_config=config_lib.program_config_from_flags())
     except (training.TrainingFailed, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -1,5 +1,6 @@
 """Actors: each owns a shard of training questions, their memory buffers and explored prefixes,
-and turns a (stale) copy of the policy into learner batches (paper Algorithm 2, DESIGN §3.7).
+and turns a (stale) copy of the policy into learner batches (paper Algorithm 2;
+docs/architecture.md#actors-and-learner).
 
 Roles, one class each:
 
@@ -42,7 +43,6 @@ from mapo_jax.explore.systematic import SystematicExplorer
 from mapo_jax.model import policy
 from mapo_jax.model.networks import ModelConfig
 
-MAX_STEPS = 20  # 3 expressions of at most 6 tokens, then <END>
 BUFFER_OBJECTIVES = ("mapo", "mml", "hard_em", "iml")  # objectives that train on buffer programs
 POLL_S = 0.05  # how often a waiting thread looks at the stop / pause flags
 
@@ -63,6 +63,21 @@ def rows_per_batch(objective: str, questions_per_step: int, n_devices: int = 1) 
     number of devices so the batch shards evenly."""
     rows = questions_per_step * (2 if objective == "mapo" else 1)
     return -(-rows // n_devices) * n_devices
+
+
+def buffer_program_probs(params, config: ModelConfig, inputs, groups: Sequence[Sequence[Trajectory]],
+                         max_steps: int) -> List[np.ndarray]:
+    """pi(program) under `params` of every program of every group (group i: the buffer of the question in
+    row i of the encoder `inputs`), float64, in one batched policy call; an empty group gets an empty array."""
+    flat = [t for group in groups for t in group]
+    if not flat:
+        return [np.zeros(0) for _ in groups]
+    rows = [row for row, group in enumerate(groups) for _ in group]
+    batch = trajectory_batch(flat, max_steps, config.max_valid, decoding.row_bucket(len(flat)), rows)
+    log_probs, _ = policy.sequence_log_probs(params, inputs, batch, config)
+    probs = np.exp(np.asarray(log_probs, np.float64).sum(axis=1)[: len(flat)])
+    ends = np.cumsum([len(group) for group in groups])
+    return [probs[end - len(group): end] for group, end in zip(groups, ends)]
 
 
 class _ExampleKeys:
@@ -114,6 +129,7 @@ class Actor:
         self.questions_per_step = min(questions_per_step, len(self.envs))
         self.explore = systematic_exploration and objective in BUFFER_OBJECTIVES
         self.n_rows = rows_per_batch(objective, questions_per_step, n_devices)
+        self.max_steps = decoding.max_program_steps(self.envs)  # one trajectory length: one compilation
         self.buffer = buffer if buffer is not None else MemoryBuffer()
         self.np_rng = np.random.default_rng(seed)
         self.explore_rng = random.Random(seed)
@@ -142,22 +158,6 @@ class Actor:
             self._explorers[env.example.id] = explorer
         return explorer
 
-    def _buffer_probs(self, params, envs, inputs) -> List[np.ndarray]:
-        """Per question, the probabilities of its buffer programs under `params` (one batched call)."""
-        per_question = [self.buffer.trajectories(env.example.id) for env in envs]
-        flat = [t for group in per_question for t in group]
-        if not flat:
-            return [np.zeros(0) for _ in envs]
-        rows = [row for row, group in enumerate(per_question) for _ in group]
-        batch = trajectory_batch(flat, MAX_STEPS, self.config.max_valid, decoding.row_bucket(len(flat)), rows)
-        log_probs, _ = policy.sequence_log_probs(params, inputs, batch, self.config)
-        log_probs = np.asarray(log_probs, np.float64).sum(axis=1)[: len(flat)]
-        out, offset = [], 0
-        for group in per_question:
-            out.append(np.exp(log_probs[offset: offset + len(group)]))
-            offset += len(group)
-        return out
-
     def make_batch(self, params) -> Tuple[learning.LearnerBatch, ActorStats]:
         """One learner batch of `questions_per_step` questions sampled with `params` (Algorithm 2)."""
         start = time.perf_counter()
@@ -166,7 +166,7 @@ class Actor:
         inputs = decoding.encoder_inputs(self.featurizer, envs)
         new_programs = 0
         if self.explore:  # 1. systematic exploration: never the same program twice for a question
-            explored = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=MAX_STEPS,
+            explored = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps,
                                        explorers=[self._explorer(env) for env in envs])
             for env, found in zip(envs, explored):
                 new_programs += self.buffer.add_many(env.example.id, found)
@@ -182,8 +182,9 @@ class Actor:
         # 2. buffer programs: drawn in proportion to pi (MAPO, MML), the most probable (Hard EM), uniform (IML)
         pi_of_row: Dict[int, float] = {}
         if self.objective in BUFFER_OBJECTIVES:
-            probs = (self._buffer_probs(params, envs, inputs) if self.objective != "iml"
-                     else [None] * len(envs))
+            buffers = [self.buffer.trajectories(env.example.id) for env in envs]
+            probs = (buffer_program_probs(params, self.config, inputs, buffers, self.max_steps)
+                     if self.objective != "iml" else [None] * len(envs))
             for row, env in enumerate(envs):
                 example_id = env.example.id
                 if not self.buffer.has_programs(example_id):
@@ -203,7 +204,7 @@ class Actor:
         # 3. one on-policy program per question (MAPO: kept only outside the buffer; REINFORCE: always)
         returns = []
         if self.objective in ("mapo", "reinforce"):
-            on_policy = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=MAX_STEPS)
+            on_policy = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps)
             for row, (env, found) in enumerate(zip(envs, on_policy)):
                 for trajectory in found:
                     returns.append(trajectory.reward)
@@ -234,7 +235,7 @@ class Actor:
             baseline=np.zeros(self.n_rows, np.float32), valid=padded([True] * n, bool),
             n_examples=np.float32(len(envs)))
         batch = learning.LearnerBatch(
-            samples, inputs, trajectory_batch(chosen, MAX_STEPS, self.config.max_valid, self.n_rows, fields["row"]))
+            samples, inputs, trajectory_batch(chosen, self.max_steps, self.config.max_valid, self.n_rows, fields["row"]))
         stats = ActorStats(float(np.mean(returns)) if returns else float("nan"), new_programs,
                            self.buffer.coverage(self._ids), time.perf_counter() - start)
         return batch, stats

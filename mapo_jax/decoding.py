@@ -16,7 +16,7 @@ and an environment whose empty prefix is fully explored yields no sample. The tr
 store the observation over the *full* valid list (as the original: training probabilities are
 w.r.t. the unfiltered action set), so a sampled trajectory equals `env.replay(its tokens)`.
 
-Beam search (spec section 6.1) keeps, per environment, the `beam_size` best of the live extensions
+Beam search keeps, per environment, the `beam_size` best of the live extensions
 and the finished programs, scores being summed log-probabilities over the valid-restricted softmax
 (no length normalisation); the result is the finished programs sorted by score with probabilities
 renormalised within the environment. One batched `policy.step` per step serves every live
@@ -68,7 +68,9 @@ def row_bucket(n: int, minimum: int = MIN_ROWS) -> int:
 
 def max_program_steps(envs: Sequence[QAEnvironment]) -> int:
     """Tokens of the longest program the environments' limits allow: per expression `(`, the head,
-    its arguments and `)`, then `<END>`."""
+    its arguments and `)`, then `<END>` (19 for WTQ's 3 expressions and functions of at most 3
+    arguments). The one program-length rule: sampling and beam search stop there, actors pad
+    trajectories to it."""
     longest = 1
     for env in envs:
         arity = max(f.arity for f in env.context.functions)
@@ -283,18 +285,6 @@ def sample(
     return results
 
 
-def greedy(
-    params: policy.Params,
-    config: ModelConfig,
-    envs: Sequence[QAEnvironment],
-    inputs: EncoderInputs,
-    max_steps: Optional[int] = None,
-) -> List[Optional[Trajectory]]:
-    """The most probable token at every step: one trajectory per environment (None if unfinished)."""
-    decoded = sample(params, config, envs, inputs, None, greedy=True, max_steps=max_steps)
-    return [found[0] if found else None for found in decoded]
-
-
 # ---------------------------------------------------------------------------------------------
 # Beam search
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +306,7 @@ def beam_search(
     max_steps: Optional[int] = None,
 ) -> List[List[Hypothesis]]:
     """Per environment, at most `beam_size` finished programs, best first, with probabilities
-    renormalised over them (spec section 6.1; no length normalisation).
+    renormalised over them (no length normalisation).
 
     Ties are broken deterministically: finished programs before new candidates, then hypothesis
     order, then valid-slot order (so `beam_size=1` is exactly greedy decoding).
@@ -389,17 +379,3 @@ def beam_search(
         results.append([Hypothesis(tuple(tokens), float(score), float(p))
                         for (score, tokens), p in zip(programs, probs)])
     return results
-
-
-def top_programs(
-    params: policy.Params,
-    config: ModelConfig,
-    envs: Sequence[QAEnvironment],
-    inputs: EncoderInputs,
-    beam_size: int = 5,
-    max_steps: Optional[int] = None,
-) -> List[Optional[Tuple[str, ...]]]:
-    """Per environment the most probable program of beam search (`beam_size=1`: greedy decoding),
-    or None when none finished; accuracy is the fraction whose program earns reward 1."""
-    return [found[0].tokens if found else None
-            for found in beam_search(params, config, envs, inputs, beam_size, max_steps)]

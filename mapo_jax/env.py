@@ -107,7 +107,6 @@ class QAEnvironment:
             if feature:
                 self._feature_of_id[self.vocabulary.n_builtin + k] = float(feature)
         self._rewards: Dict[ProgramState, float] = {}
-        self.state: ProgramState = self.context.initial_state()
 
     # --- ids ---------------------------------------------------------------------------------
 
@@ -116,8 +115,8 @@ class QAEnvironment:
             return self.vocabulary.n_builtin + int(token[1:])
         return self.vocabulary.id_of[token]
 
-    def observation(self, state: Optional[ProgramState] = None) -> Observation:
-        state = state or self.state
+    def observation(self, state: ProgramState) -> Observation:
+        """What the policy sees before choosing the token that follows `state`."""
         n = self.limits.max_valid
         valid = state.valid_tokens()
         ids = np.zeros(n, np.int32)
@@ -140,34 +139,19 @@ class QAEnvironment:
         """
         self.context.reset_memo()
         self._rewards = {}
-        self.state = self.context.initial_state()
 
     # --- episode -----------------------------------------------------------------------------
 
-    def reset(self) -> Observation:
-        self.state = self.context.initial_state()
-        return self.observation()
-
-    def step(self, action: int) -> tuple:
-        """Takes the `action`-th valid token: returns (observation, reward, done)."""
-        valid = self.state.valid_tokens()
-        if not 0 <= action < len(valid):
-            raise self.context.error(
-                f"action {action} out of range: {len(valid)} valid tokens after {' '.join(self.state.tokens)!r}"
-            )
-        return self.step_token(valid[action])
-
-    def step_token(self, token: str) -> tuple:
-        self.state = self.state.step(token)
-        return self.observation(), self.reward(self.state), self.state.done
-
     def reward(self, state: ProgramState) -> float:
-        """1.0 if a finished program's answer matches the gold answer, else 0.0 (memoised)."""
+        """1.0 if a finished program's answer matches the gold answer, else 0.0 (memoised): the one rule
+        for training rewards, buffer admission and evaluation accuracy. A question without a gold answer
+        rewards nothing (an empty answer would otherwise match it), and with `punish_extra_work` neither
+        does a program that computed a variable it never used."""
         if not state.done:
             return 0.0
         reward = self._rewards.get(state)  # keyed by the state object (identity), kept alive here
         if reward is None:
-            if self.punish_extra_work and state.unused_variables():
+            if not self.gold or (self.punish_extra_work and state.unused_variables()):
                 reward = 0.0
             else:
                 predicted = denotation_values(state.denotation())

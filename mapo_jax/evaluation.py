@@ -1,8 +1,8 @@
 """Evaluation: beam search on a split, official-rule accuracy, predictions files, beams, ensembles.
 
-The answer of a question is the answer of the top program of its beam (size 5 in the paper, spec
-section 6.1). Beams are kept per question -- programs, answers, probabilities renormalised over the
-beam -- so ensembles combine models afterwards, without decoding again:
+The answer of a question is the answer of the top program of its beam (size 5 in the paper). Beams
+are kept per question -- programs, answers, probabilities renormalised over the beam -- so ensembles
+combine models afterwards, without decoding again:
 
 * by program (the paper's ensemble): sum the beam probabilities of identical programs over models
   and answer with the best program's answer;
@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mapo_jax import decoding
-from mapo_jax.acting import MAX_STEPS
 from mapo_jax.batching import Featurizer
 from mapo_jax.data.predictions import prediction_line
-from mapo_jax.data.values import check_denotation, denotation_values, format_prediction, normalize
+from mapo_jax.data.values import format_prediction, normalize
 from mapo_jax.env import QAEnvironment
 from mapo_jax.model.networks import ModelConfig
 
@@ -70,7 +69,7 @@ class EvalResult(NamedTuple):
 
     @property
     def accuracy(self) -> float:
-        return sum(r.correct for r in self.results) / max(len(self.results), 1)
+        return accuracy(self.results)
 
     @property
     def oracle_accuracy(self) -> float:
@@ -80,15 +79,12 @@ class EvalResult(NamedTuple):
 
 
 def candidates(env: QAEnvironment, hypotheses) -> List[Candidate]:
-    """Beam hypotheses with their readable programs, answers and correctness."""
+    """Beam hypotheses with their readable programs, answers and correctness (the environment's reward)."""
     out = []
     for h in hypotheses:
         state = env.context.replay(h.tokens)
-        denotation = state.denotation()
-        answer = tuple(format_prediction(x) for x in denotation)
-        correct = bool(env.gold) and check_denotation(env.gold, denotation_values(denotation))
-        if env.punish_extra_work and state.unused_variables():
-            correct = False
+        answer = tuple(format_prediction(x) for x in state.denotation())
+        correct = env.reward(state) == 1.0
         out.append(Candidate(" ".join(h.tokens), env.context.program_text(h.tokens), h.log_prob, h.prob,
                              answer, correct))
     return out
@@ -105,7 +101,7 @@ def evaluate(params, config: ModelConfig, envs: Sequence[QAEnvironment], featuri
     for first in range(0, len(envs), batch_size):
         chunk = list(envs[first: first + batch_size])
         inputs = decoding.encoder_inputs(featurizer, chunk)
-        beams = decoding.beam_search(params, config, chunk, inputs, beam_size, MAX_STEPS)
+        beams = decoding.beam_search(params, config, chunk, inputs, beam_size)
         for env, hypotheses in zip(chunk, beams):
             results.append(QuestionResult(env.example.id, " ".join(env.example.tokens),
                                           candidates(env, hypotheses)))
@@ -190,4 +186,5 @@ def ensemble(models: Sequence[Sequence[QuestionResult]], by: str = "program") ->
 
 
 def accuracy(results: Sequence[QuestionResult]) -> float:
+    """Fraction of questions whose top program is correct (0.0 for no questions)."""
     return sum(r.correct for r in results) / max(len(results), 1)

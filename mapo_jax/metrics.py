@@ -9,6 +9,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
+from mapo_jax.errors import UserInputError
+from mapo_jax.io_utils import atomic_write_text
+
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
 
@@ -22,12 +25,30 @@ def format_duration(seconds: float) -> str:
 
 
 def read_metrics(path: Union[str, Path]) -> List[dict]:
-    """The records of a `metrics.jsonl` (a run directory or the file itself)."""
+    """The records of a `metrics.jsonl` (a run directory or the file itself).
+
+    A last line without its newline is the record a killed run was writing: it is left out. Any
+    other unreadable line is an error naming the file and line.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    complete, partial = lines[:-1], lines[-1]  # text ending in "\n" leaves an empty `partial`
+    records = []
+    for number, line in enumerate(complete, 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise UserInputError(f"{path}, line {number}: not a JSON record ({error.msg})") from None
+    if partial.strip():
+        try:
+            records.append(json.loads(partial))
+        except json.JSONDecodeError:
+            pass  # cut short by a kill
+    return records
 
 
 class MetricsWriter:
@@ -53,7 +74,7 @@ class MetricsWriter:
         path = self.workdir / METRICS_FILE
         if path.exists():
             kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
             self.records = kept
         self._purge_step = step + 1
 

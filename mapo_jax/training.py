@@ -1,4 +1,5 @@
-"""`train_and_evaluate`: wires actors, the learner, the evaluator and checkpoints (DESIGN §3, §7).
+"""`train_and_evaluate`: wires actors, the learner, the evaluator and checkpoints
+(docs/architecture.md#actors-and-learner).
 
     actors (threads)                      learner (this thread)                evaluator (thread)
     shard of questions, buffers,  --->    pmapped update on batch s,  ----->   beam search on dev every
@@ -18,10 +19,12 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import math
 import random
+import shutil
 import signal
 import threading
 import time
@@ -33,25 +36,32 @@ import jax
 import numpy as np
 
 from mapo_jax import checkpointing, evaluation, learning
-from mapo_jax.acting import Actor, ActorThread, BatchQueue, ParameterServer
+from mapo_jax.acting import Actor, ActorStats, ActorThread, BatchQueue, ParameterServer
 from mapo_jax.batching import Featurizer
 from mapo_jax.buffer import MemoryBuffer
-from mapo_jax.config import RESUMABLE_CHANGES, DataConfig, ModelConfig, TrainConfig, configs_to_json, split_parts
+from mapo_jax.config import (RESUMABLE_CHANGES, RUN_CONFIG_PARTS, DataConfig, ModelConfig, ProgramConfig, TrainConfig,
+                             configs_to_json, split_parts)
 from mapo_jax.data import datasets
 from mapo_jax.data.embeddings import load_glove
 from mapo_jax.data.vocab import EncoderVocab, build_encoder_vocab, pretrained_matrix
 from mapo_jax.env import QAEnvironment, Vocabulary
-from mapo_jax.explore.systematic import random_explore
-from mapo_jax.explore.warm_start import load_programs
+from mapo_jax.explore.systematic import example_seed, random_explore
+from mapo_jax.errors import UserInputError
+from mapo_jax.explore.warm_start import WarmStartConfig, load_programs
+from mapo_jax.io_utils import atomic_write_text, read_json
 from mapo_jax.lisp.functions import TableView
-from mapo_jax.lisp.interpreter import Limits
-from mapo_jax.metrics import MetricsWriter, format_duration
+from mapo_jax.metrics import METRICS_FILE, TB_DIR, MetricsWriter, format_duration
 from mapo_jax.model import policy
 
 WARM_START_DIR = "warm_start"
+BEST_BEAMS, BEST_PREDICTIONS = "dev_beams.jsonl", "dev_predictions.tsv"
+# The warm start of a library call without flags: in-process, one process (a spawned pool needs the
+# caller's `__main__` guard), a short random exploration.
+LIBRARY_WARM_START = WarmStartConfig(rollouts_per_example=200, extra_rollouts_for_hard=0, processes=1)
 
 
-def make_environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary) -> List[QAEnvironment]:
+def make_environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary,
+                      program: ProgramConfig = ProgramConfig()) -> List[QAEnvironment]:
     """One environment per question; questions on the same table share its `TableView` caches."""
     views: Dict[str, TableView] = {}
     envs = []
@@ -59,7 +69,8 @@ def make_environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary) 
         table = dataset.tables[example.table]
         view = views.setdefault(example.table, TableView(table))
         envs.append(QAEnvironment(example, table, punish_extra_work=punish_extra_work, view=view,
-                                  vocabulary=vocabulary, limits=Limits()))
+                                  vocabulary=vocabulary, function_set=program.function_set,
+                                  limits=program.limits))
     return envs
 
 
@@ -73,27 +84,35 @@ class Setup(NamedTuple):
     train_dataset: object
 
 
-def setup(data_config: DataConfig, cfg: TrainConfig, vocab: Optional[EncoderVocab] = None) -> Setup:
-    """Data, vocabulary (built, or the run's saved one), environments and the model config."""
+def setup(data_config: DataConfig, cfg: TrainConfig, vocab: Optional[EncoderVocab] = None,
+          program: ProgramConfig = ProgramConfig()) -> Setup:
+    """Data, vocabulary (built, or the run's saved one), environments and the model config, all
+    with the same program settings."""
     if not data_config.split.isdigit():
-        raise ValueError(f"training takes a split pair: --split=1..5 (got {data_config.split!r})")
+        raise UserInputError(f"training takes a split pair: --split=1..5 (got {data_config.split!r})")
     train_split, dev_split = split_parts(data_config)
     train = datasets.load_dataset(data_config, train_split)
     dev = datasets.load_dataset(data_config, dev_split)
     vectors = load_glove(cfg.glove_file)
     if vocab is None:
         vocab = build_encoder_vocab(train.examples + dev.examples, vectors, min_count=cfg.min_count)
-    limits = Limits()
+    limits = program.limits
     featurizer = Featurizer(vocab, vectors, max_mem=limits.max_mem)
-    vocabulary = Vocabulary()
+    vocabulary = Vocabulary(program.function_set, limits.max_mem)
     model_config = ModelConfig(encoder_vocab_size=len(vocab), pretrained_dim=vectors.dim, hidden_size=cfg.hidden_size,
-                               dropout=cfg.dropout, max_variables=limits.max_n_exp, max_mem=limits.max_mem,
-                               max_valid=limits.max_valid)
-    return Setup(make_environments(train, True, vocabulary), make_environments(dev, False, vocabulary),
+                               n_builtin=vocabulary.n_builtin, dropout=cfg.dropout, max_variables=limits.max_n_exp,
+                               max_mem=limits.max_mem, max_valid=limits.max_valid)
+    return Setup(make_environments(train, True, vocabulary, program), make_environments(dev, False, vocabulary, program),
                  featurizer, vocab, model_config, pretrained_matrix(vocab, vectors), train)
 
 
-def _warm_start(s: Setup, cfg: TrainConfig, workdir: Optional[Path], warm_start_config, log) -> MemoryBuffer:
+def _warm_start_settings(warm_start_config: Optional[WarmStartConfig], program: ProgramConfig) -> WarmStartConfig:
+    """The warm start explores with the run's own program settings (one source for both)."""
+    return dataclasses.replace(warm_start_config or LIBRARY_WARM_START, **dataclasses.asdict(program))
+
+
+def _warm_start(s: Setup, cfg: TrainConfig, workdir: Optional[Path], warm_start_config: WarmStartConfig,
+                log) -> MemoryBuffer:
     """The buffers' first programs: `programs_file`, else WORKDIR/warm_start (explored now if missing),
     else (no workdir) a quick in-process random exploration."""
     start = time.perf_counter()
@@ -102,20 +121,18 @@ def _warm_start(s: Setup, cfg: TrainConfig, workdir: Optional[Path], warm_start_
     if path is None and workdir is not None:
         path = workdir / WARM_START_DIR / "programs.json"
         if not path.exists():
-            from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
+            from mapo_jax.explore.warm_start import run_warm_start
 
             log(f"[train] no warm-start programs yet: exploring the training questions into {path.parent}")
-            # Library default: one process (a spawned pool needs the caller's `__main__` guard).
-            config = warm_start_config or WarmStartConfig(rollouts_per_example=cfg.warm_start_rollouts,
-                                                          extra_rollouts_for_hard=0, processes=1)
-            run_warm_start(s.train_dataset, path.parent, config, log=log)
+            run_warm_start(s.train_dataset, path.parent, warm_start_config, log=log)
     envs_by_id = {env.example.id: env for env in s.train_envs}
     if path is not None:
         stats = buffer.load_programs(envs_by_id, load_programs(path))
         log(f"[train] loaded {stats['loaded']} warm-start programs from {path} (skipped {stats['skipped']})")
     else:
-        for i, env in enumerate(s.train_envs):
-            found, _ = random_explore(env, cfg.warm_start_rollouts, set(), random.Random(cfg.seed * 7919 + i))
+        for env in s.train_envs:
+            rng = random.Random(example_seed(cfg.seed, env.example.id))
+            found, _ = random_explore(env, warm_start_config.rollouts_per_example, set(), rng)
             for tokens in found:
                 buffer.add(env.example.id, env.replay(tokens))
     for env in s.train_envs:  # replaying every program filled the interpreter memos: free them
@@ -139,25 +156,58 @@ def _prepare_workdir(workdir: Path, record: dict) -> bool:
     changed. Returns whether the directory already held this run."""
     path = workdir / checkpointing.CONFIG_FILE
     if not path.exists():
-        workdir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
         return False
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
+    if saved.get("format") != record["format"]:
+        raise UserInputError(f"{workdir} holds a run of config format {saved.get('format')!r} (this version writes "
+                             f"{record['format']!r}); use another --workdir")
     differences = []
-    for part in ("data", "model", "train"):
+    for part in RUN_CONFIG_PARTS:
         for key in sorted(set(saved.get(part, {})) | set(record[part])):
             old, new = saved.get(part, {}).get(key), record[part].get(key)
             if old != new and not (part == "train" and key in RESUMABLE_CHANGES):
                 differences.append(f"{part}.{key}: {old!r} -> {new!r}")
     if differences:
-        raise ValueError(f"{workdir} holds a run with other settings ({'; '.join(differences)}); "
-                         f"use another --workdir, or the run's own settings to resume it")
-    path.write_text(json.dumps(record, indent=1) + "\n")  # e.g. a longer n_steps
+        raise UserInputError(f"{workdir} holds a run with other settings ({'; '.join(differences)}); "
+                             f"use another --workdir, or the run's own settings to resume it")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")  # e.g. a longer n_steps
     return True
 
 
+def _open_workdir(workdir: Path) -> checkpointing.WorkdirLock:
+    """Creates the run directory if needed and takes its lock; a path that cannot be a run directory
+    is named in one line."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UserInputError(f"--workdir={workdir} is a file, not a directory")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return checkpointing.WorkdirLock(workdir).acquire()
+    except PermissionError as error:
+        raise UserInputError(f"--workdir={workdir} is not writable ({error.strerror})") from None
+
+
+def _start_over(workdir: Path, checkpointer: checkpointing.Checkpointer, log) -> None:
+    """A run directory without a checkpoint restarts from step 0: what an interrupted first attempt
+    left (dev records, the best checkpoint, beams) would otherwise be duplicated or contradicted."""
+    leftovers = [workdir / name for name in (METRICS_FILE, TB_DIR, BEST_BEAMS, BEST_PREDICTIONS)]
+    if not any(p.exists() for p in leftovers) and not checkpointer.best.all_steps():
+        return
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    checkpointer.clear_best()
+    log(f"[train] {workdir} has no checkpoint yet: starting over from step 0 (earlier metrics and best removed)")
+
+
 class _Evaluator(threading.Thread):
-    """Beam-search dev evaluation off the learner's thread; keeps the best checkpoint."""
+    """Beam-search dev evaluation off the learner's thread; keeps the best checkpoint.
+
+    `pending()` -- the evaluation in progress and those waiting -- is saved with every checkpoint, so
+    an evaluation cut short by a stop or a kill is done again by the resumed run.
+    """
 
     def __init__(self, evaluate: Callable[[object], evaluation.EvalResult],
                  on_result: Callable[[int, object, evaluation.EvalResult], None]):
@@ -165,18 +215,23 @@ class _Evaluator(threading.Thread):
         self._evaluate = evaluate
         self._on_result = on_result
         self._requests: "collections.deque" = collections.deque()
+        self._current: Optional[tuple] = None
         self._cond = threading.Condition()
         self.error: Optional[str] = None
-        self.busy = False
 
     def submit(self, step: int, params) -> None:
         with self._cond:
             self._requests.append((step, params))
             self._cond.notify_all()
 
+    def pending(self) -> List[tuple]:
+        """(step, params) of every evaluation not finished yet, oldest first."""
+        with self._cond:
+            return ([self._current] if self._current is not None else []) + [r for r in self._requests if r]
+
     @property
     def backlog(self) -> int:
-        return len(self._requests) + int(self.busy)
+        return len(self.pending())
 
     def run(self) -> None:
         try:
@@ -184,17 +239,15 @@ class _Evaluator(threading.Thread):
                 with self._cond:
                     while not self._requests:
                         self._cond.wait()
-                    item = self._requests.popleft()
-                    self.busy = item is not None
+                    item = self._current = self._requests.popleft()
                 if item is None:
                     return
                 step, params = item
                 self._on_result(step, params, self._evaluate(params))
-                self.busy = False
+                with self._cond:
+                    self._current = None
         except BaseException:
             self.error = traceback.format_exc()
-        finally:
-            self.busy = False
 
     def finish(self) -> None:
         """Evaluates what is pending, then ends the thread."""
@@ -218,27 +271,131 @@ class TrainingFailed(RuntimeError):
     """An actor or the evaluator raised; the message carries its traceback."""
 
 
+def _make_actor_threads(s: Setup, cfg: TrainConfig, buffer: Optional[MemoryBuffer], start_step: int,
+                        restored: Optional[checkpointing.FullState], server: ParameterServer,
+                        stop: threading.Event) -> List[ActorThread]:
+    """Shard i holds questions i, i + N, ...; a new run fills its buffers from the warm start, a
+    resumed one restores each actor's state and queued batches."""
+    shards = [s.train_envs[i::cfg.n_actors] for i in range(cfg.n_actors)]
+    if any(not shard for shard in shards):
+        raise UserInputError(f"{cfg.n_actors} actors for {len(s.train_envs)} training questions: use fewer actors")
+    threads = []
+    for i, shard in enumerate(shards):
+        actor = Actor(shard, s.featurizer, s.model_config, objective=cfg.objective,
+                      questions_per_step=cfg.questions_per_step, systematic_exploration=cfg.systematic_exploration,
+                      seed=cfg.seed * 1000 + i, buffer=_shard_buffer(buffer, shard) if buffer is not None else None,
+                      bloom_capacity=max(1, cfg.bloom_capacity // cfg.n_actors), n_devices=jax.local_device_count())
+        queue = BatchQueue(cfg.queue_size)
+        first_step = start_step + (i - start_step) % cfg.n_actors
+        if restored is not None:
+            saved, arrays = restored.actors[i], restored.arrays[f"actor{i}"]
+            actor.load_state_dict(saved, arrays["bloom"])
+            first_step = int(saved["next_step"])
+            for item in checkpointing.queue_from_checkpoint(saved["queued"], arrays.get("queued", {}), ActorStats):
+                queue.put(item)
+        threads.append(ActorThread(actor, i, cfg.n_actors, first_step, server, queue, stop))
+    return threads
+
+
+def _full_state(step: int, train_state, threads: Sequence[ActorThread], server: ParameterServer,
+                pending_evaluations: Sequence[tuple], meta: dict) -> checkpointing.FullState:
+    """Everything a resumed run needs (the actors are paused by the caller)."""
+    actors_json, arrays = [], {}
+    for i, t in enumerate(threads):
+        actor_state, bloom = t.actor.state_dict()
+        records, queued = checkpointing.queue_to_checkpoint(t.queue.snapshot())
+        actors_json.append(dict(actor_state, next_step=t.next_step, queued=records))
+        arrays[f"actor{i}"] = dict(bloom=bloom, **({"queued": queued} if queued else {}))
+    arrays["policy"] = {str(v): p for v, p in server.snapshot().items()}
+    if pending_evaluations:
+        arrays["pending_eval"] = {str(s): p for s, p in pending_evaluations}
+    return checkpointing.FullState(train_state, actors_json, arrays, dict(meta, step=step))
+
+
+class _MetricsWindow:
+    """Training metrics of the last `log_every` steps, averaged into one record."""
+
+    def __init__(self):
+        self.values: Dict[str, list] = collections.defaultdict(list)
+        self.start, self.wait = time.perf_counter(), 0.0
+        self.latest_stats: Dict[int, ActorStats] = {}
+
+    def add(self, metrics: dict, actor_index: int, stats: ActorStats) -> None:
+        for key, value in metrics.items():
+            self.values[f"train/{key}"].append(float(value[0]))
+        self.values["actor/on_policy_return"].append(stats.on_policy_return)
+        self.values["actor/new_programs"].append(stats.new_programs)
+        self.values["actor/batch_seconds"].append(stats.seconds)
+        self.latest_stats[actor_index] = stats
+
+    def record(self, step: int, n_actors: int) -> dict:
+        """The window's record; starts the next window."""
+        elapsed = time.perf_counter() - self.start
+        n = len(self.values["train/loss"])
+        returns = [r for r in self.values.pop("actor/on_policy_return") if math.isfinite(r)]
+        new_programs = int(sum(self.values.pop("actor/new_programs")))
+        record = {"step": step, **{key: float(np.mean(v)) for key, v in self.values.items()}}
+        record.update({
+            "actor/on_policy_return": float(np.mean(returns)) if returns else float("nan"),
+            "actor/new_programs": new_programs,
+            "actor/buffer_coverage": float(np.mean([st.coverage for st in self.latest_stats.values()])),
+            "actor/batches_per_s": float(n / max(sum(self.values["actor/batch_seconds"]), 1e-9) * n_actors),
+            "learner/steps_per_s": n / max(elapsed, 1e-9),
+            "learner/wait_fraction": self.wait / max(elapsed, 1e-9),
+        })
+        self.values.clear()
+        self.start, self.wait = time.perf_counter(), 0.0
+        return record
+
+
+def _console_line(record: dict, n_steps: int, best: dict) -> str:
+    step, rate = record["step"], record["learner/steps_per_s"]
+    dev = f"dev {best['dev/accuracy']:.3f} @ {best['step']}" if best else "dev -"
+    return (f"[train] step {step}/{n_steps} ({step / max(n_steps, 1):.0%})  loss {record['train/loss']:.4f}  "
+            f"return {record['actor/on_policy_return']:.3f}  coverage {record['actor/buffer_coverage']:.3f}  "
+            f"{rate:.2f} steps/s (waiting {record['learner/wait_fraction']:.0%})  "
+            f"ETA {format_duration((n_steps - step) / max(rate, 1e-9))}  best {dev}")
+
+
+def _best_of(history: Sequence[dict]) -> dict:
+    best: dict = {}
+    for record in history:
+        if not best or record["dev/accuracy"] > best["dev/accuracy"]:
+            best = {"step": record["step"], "dev/accuracy": record["dev/accuracy"]}
+    return best
+
+
 def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = TrainConfig(),
                        log: Optional[Callable[[str], None]] = None, workdir: Optional[str] = None,
-                       warm_start_config=None) -> dict:
+                       warm_start_config=None, program_config: ProgramConfig = ProgramConfig()) -> dict:
     """Trains on the split's train part, evaluates on its dev part with beam search.
 
     With `workdir` the run is saved there (config, checkpoints, metrics.jsonl, TensorBoard; see
-    mapo_jax/checkpointing.py) and an interrupted run resumes from its latest checkpoint. Returns
-    {"history": dev evaluations [{step, dev/accuracy, ...}], "params", "config": ModelConfig,
-    "best": the best evaluation, "step": the last step, "interrupted": bool}.
+    mapo_jax/checkpointing.py) and an interrupted run resumes from its newest intact checkpoint; the
+    directory is locked for the run. Returns {"history": dev evaluations [{step, dev/accuracy, ...}],
+    "params", "config": ModelConfig, "best": the best evaluation, "step": the last step,
+    "interrupted": bool}.
     """
     log = log or (lambda message: print(message, flush=True))
-    cfg = train_config
     workdir_path = Path(workdir) if workdir is not None else None
+    lock = _open_workdir(workdir_path) if workdir_path is not None else None
+    try:
+        return _train(data_config, train_config, log, workdir_path, warm_start_config, program_config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(data_config, cfg: TrainConfig, log, workdir_path: Optional[Path], warm_start_config,
+           program: ProgramConfig) -> dict:
     vocab = None
     if workdir_path is not None and (workdir_path / checkpointing.VOCAB_FILE).exists():
-        vocab = EncoderVocab.from_json(json.loads((workdir_path / checkpointing.VOCAB_FILE).read_text()))
-    s = setup(data_config, cfg, vocab)
+        vocab = EncoderVocab.from_json(read_json(workdir_path / checkpointing.VOCAB_FILE))
+    s = setup(data_config, cfg, vocab, program)
     config = s.model_config
     if workdir_path is not None:
-        _prepare_workdir(workdir_path, configs_to_json(data_config, config, cfg))
-        (workdir_path / checkpointing.VOCAB_FILE).write_text(json.dumps(s.vocab.to_json()))
+        _prepare_workdir(workdir_path, configs_to_json(data_config, program, config, cfg))
+        atomic_write_text(workdir_path / checkpointing.VOCAB_FILE, json.dumps(s.vocab.to_json()))
 
     n_devices = jax.local_device_count()
     optimizer, update = _learner(learning.make_policy_loss, config, cfg.objective, cfg.alpha, cfg.entropy_coeff,
@@ -247,41 +404,26 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     host_state = learning.init_state(params, optimizer, jax.random.PRNGKey(cfg.seed + 1))
 
     checkpointer = checkpointing.Checkpointer(workdir_path, cfg.keep_checkpoints) if workdir_path else None
-    restored = None
-    if checkpointer is not None and checkpointer.latest_step() is not None:
-        restored = checkpointer.restore(host_state)
+    restored = checkpointer.restore(host_state, log) if checkpointer is not None else None
+    if restored is not None:
         if restored.meta.get("n_actors") != cfg.n_actors:
-            raise ValueError(f"the checkpoint was made with --n_actors={restored.meta.get('n_actors')}; "
-                             f"resume with the same number of actors")
+            raise UserInputError(f"the checkpoint was made with --n_actors={restored.meta.get('n_actors')}; "
+                                 f"resume with the same number of actors")
         host_state = restored.train_state
         log(f"[train] resuming {workdir_path} from step {int(host_state.step)}")
+    elif checkpointer is not None:
+        _start_over(workdir_path, checkpointer, log)
     start_step = int(host_state.step)
     writer = MetricsWriter(workdir_path, log)
     if restored is not None:
         writer.resume_at(start_step)
 
-    # Actors: shard i holds questions i, i + N, ...; their buffers start from the warm start.
-    shards = [s.train_envs[i::cfg.n_actors] for i in range(cfg.n_actors)]
-    if any(not shard for shard in shards):
-        raise ValueError(f"{cfg.n_actors} actors for {len(s.train_envs)} training questions: use fewer actors")
-    buffer = _warm_start(s, cfg, workdir_path, warm_start_config, log) if restored is None else None
+    buffer = None
+    if restored is None:
+        buffer = _warm_start(s, cfg, workdir_path, _warm_start_settings(warm_start_config, program), log)
     stop = threading.Event()
     server = ParameterServer(cfg.publish_every, cfg.policy_lag)
-    threads: List[ActorThread] = []
-    for i, shard in enumerate(shards):
-        actor = Actor(shard, s.featurizer, config, objective=cfg.objective, questions_per_step=cfg.questions_per_step,
-                      systematic_exploration=cfg.systematic_exploration, seed=cfg.seed * 1000 + i,
-                      buffer=_shard_buffer(buffer, shard) if buffer is not None else None,
-                      bloom_capacity=max(1, cfg.bloom_capacity // cfg.n_actors), n_devices=n_devices)
-        queue = BatchQueue(cfg.queue_size)
-        first_step = start_step + (i - start_step) % cfg.n_actors
-        if restored is not None:
-            saved = restored.actors[i]
-            actor.load_state_dict(saved, restored.arrays[f"actor{i}"]["bloom"])
-            first_step = int(saved["next_step"])
-            for item in checkpointing.unpack_object(restored.arrays[f"actor{i}"]["queued"]):
-                queue.put(item)
-        threads.append(ActorThread(actor, i, cfg.n_actors, first_step, server, queue, stop))
+    threads = _make_actor_threads(s, cfg, buffer, start_step, restored, server, stop)
     if restored is not None:
         log(f"[train] restored {cfg.n_actors} actors: "
             f"{sum(len(t.actor.buffer) for t in threads)} buffer programs, "
@@ -289,10 +431,7 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
 
     # Evaluator: beam search on dev; the best parameters are checkpointed with their beams.
     history: List[dict] = [r for r in writer.records if "dev/accuracy" in r]
-    best: dict = {}
-    for record in history:  # the best evaluation so far, also one finished after the checkpoint
-        if not best or record["dev/accuracy"] > best["dev/accuracy"]:
-            best = {"step": record["step"], "dev/accuracy": record["dev/accuracy"]}
+    best = _best_of(history)  # also an evaluation finished after the checkpoint
     wall_offset = float(restored.meta.get("wall_time", 0.0)) if restored is not None else 0.0
     run_start = time.perf_counter()
 
@@ -300,17 +439,18 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
         return wall_offset + time.perf_counter() - run_start
 
     def on_result(step: int, eval_params, result: evaluation.EvalResult) -> None:
+        # best checkpoint and beams first, the record last: a record always has its best saved
+        if not best or result.accuracy > best["dev/accuracy"]:
+            if checkpointer is not None:
+                checkpointer.save_best(step, eval_params, result.accuracy)
+                evaluation.write_beams(workdir_path / BEST_BEAMS, result.results, {"step": step})
+                evaluation.write_predictions(workdir_path / BEST_PREDICTIONS, result.results)
+            best.clear()
+            best.update({"step": step, "dev/accuracy": result.accuracy})
         record = {"step": step, "wall_time": round(wall_time(), 1), "dev/accuracy": result.accuracy,
                   "dev/oracle_accuracy": result.oracle_accuracy, "dev/seconds": round(result.seconds, 1)}
         writer.write(record)
         history.append(record)
-        if not best or result.accuracy > best["dev/accuracy"]:
-            best.clear()
-            best.update({"step": step, "dev/accuracy": result.accuracy})
-            if checkpointer is not None:
-                checkpointer.save_best(step, eval_params, result.accuracy)
-                evaluation.write_beams(workdir_path / "dev_beams.jsonl", result.results, {"step": step})
-                evaluation.write_predictions(workdir_path / "dev_predictions.tsv", result.results)
         log(f"[eval] step {step}: dev accuracy {result.accuracy:.4f} (beam {cfg.beam_size}; oracle "
             f"{result.oracle_accuracy:.4f}; {result.seconds:.0f} s)  best {best['dev/accuracy']:.4f} @ {best['step']}")
 
@@ -339,15 +479,9 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
             t.pause()
         try:
             check_failures()
-            actors_json, arrays = [], {}
-            for i, t in enumerate(threads):
-                actor_state, bloom = t.actor.state_dict()
-                actor_state["next_step"] = t.next_step
-                actors_json.append(actor_state)
-                arrays[f"actor{i}"] = {"bloom": bloom, "queued": checkpointing.pack_object(t.queue.snapshot())}
-            arrays["policy"] = {str(v): p for v, p in server.snapshot().items()}
-            meta = {"step": step, "n_actors": cfg.n_actors, "best": dict(best), "wall_time": wall_time()}
-            checkpointer.save(step, checkpointing.FullState(learning.unreplicate(state), actors_json, arrays, meta))
+            meta = {"n_actors": cfg.n_actors, "best": dict(best), "wall_time": wall_time()}
+            checkpointer.save(step, _full_state(step, learning.unreplicate(state), threads, server,
+                                                evaluator.pending(), meta))
         finally:
             for t in threads:
                 t.resume()
@@ -371,21 +505,19 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     for t in threads:
         t.start()
     evaluator.start()
-    # evaluate the starting parameters: a new run, or a resumed one whose due evaluation was lost
-    last_evaluated = max((r["step"] for r in history), default=-1)
-    if start_step == 0 or last_evaluated < 0 or (last_evaluated < start_step and start_step % cfg.eval_every == 0):
-        evaluator.submit(start_step, current_params())
+    for step, eval_params in _due_evaluations(restored, history):
+        evaluator.submit(step, eval_params)
+    if restored is None:
+        evaluator.submit(0, current_params())
 
     step = start_step
-    window: Dict[str, list] = collections.defaultdict(list)
-    window_start, window_wait = time.perf_counter(), 0.0
-    latest_stats: Dict[int, object] = {}
+    window = _MetricsWindow()
     try:
         while step < cfg.n_steps and not interrupted.is_set():
             waited = time.perf_counter()
             actor_thread = threads[step % cfg.n_actors]
             batch_step, batch, stats = actor_thread.queue.get(check_failures)
-            window_wait += time.perf_counter() - waited
+            window.wait += time.perf_counter() - waited
             if batch_step != step:
                 raise TrainingFailed(f"actor {actor_thread.index} sent the batch of step {batch_step} at step {step}")
             device_batch = learning.LearnerBatch(learning.shard(batch.samples, n_devices),
@@ -397,45 +529,17 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss is {loss} at learner step {step} (objective {cfg.objective}); "
                                          f"the last checkpoint is before it")
-            for key, value in metrics.items():
-                window[f"train/{key}"].append(float(value[0]))
-            window["actor/on_policy_return"].append(stats.on_policy_return)
-            window["actor/new_programs"].append(stats.new_programs)
-            window["actor/batch_seconds"].append(stats.seconds)
-            latest_stats[actor_thread.index] = stats
+            window.add(metrics, actor_thread.index, stats)
             if step % cfg.publish_every == 0:
                 server.publish(step, current_params())
             if step % cfg.eval_every == 0 or step == cfg.n_steps:
                 evaluator.submit(step, current_params())
             if step % cfg.log_every == 0 or step == cfg.n_steps:
-                elapsed = time.perf_counter() - window_start
-                n = len(window["train/loss"])
-                returns = [r for r in window["actor/on_policy_return"] if math.isfinite(r)]
-                record = {"step": step, "wall_time": round(wall_time(), 1)}
-                for key, values in window.items():
-                    if key in ("actor/on_policy_return", "actor/new_programs"):
-                        continue
-                    record[key] = float(np.mean(values))
-                record.update({
-                    "actor/on_policy_return": float(np.mean(returns)) if returns else float("nan"),
-                    "actor/new_programs": int(sum(window["actor/new_programs"])),
-                    "actor/buffer_coverage": float(np.mean([st.coverage for st in latest_stats.values()])),
-                    "actor/batches_per_s": float(n / max(sum(window["actor/batch_seconds"]), 1e-9) * cfg.n_actors),
-                    "learner/steps_per_s": n / max(elapsed, 1e-9),
-                    "learner/wait_fraction": window_wait / max(elapsed, 1e-9),
-                    "queue/depth": sum(len(t.queue) for t in threads),
-                    "eval/backlog": evaluator.backlog,
-                })
+                record = window.record(step, cfg.n_actors)
+                record.update({"wall_time": round(wall_time(), 1), "eval/backlog": evaluator.backlog,
+                               "queue/depth": sum(len(t.queue) for t in threads)})
                 writer.write(record)
-                rate = record["learner/steps_per_s"]
-                dev = f"dev {best['dev/accuracy']:.3f} @ {best['step']}" if best else "dev -"
-                log(f"[train] step {step}/{cfg.n_steps} ({step / max(cfg.n_steps, 1):.0%})  "
-                    f"loss {record['train/loss']:.4f}  return {record['actor/on_policy_return']:.3f}  "
-                    f"coverage {record['actor/buffer_coverage']:.3f}  {rate:.2f} steps/s "
-                    f"(waiting {record['learner/wait_fraction']:.0%})  "
-                    f"ETA {format_duration((cfg.n_steps - step) / max(rate, 1e-9))}  best {dev}")
-                window.clear()
-                window_start, window_wait = time.perf_counter(), 0.0
+                log(_console_line(record, cfg.n_steps, best))
             if step % cfg.checkpoint_every == 0 and step < cfg.n_steps:
                 save_checkpoint(step)
         save_checkpoint(step)
@@ -449,7 +553,8 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
         stop.set()
         for t in threads:
             t.join(timeout=60)
-        # an evaluation still in flight after Ctrl-C is dropped with its daemon thread
+        # an evaluation still in flight after Ctrl-C is dropped with its daemon thread (the
+        # checkpoint holds its parameters: the resumed run does it again)
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
         writer.close()
@@ -458,3 +563,14 @@ def train_and_evaluate(data_config: DataConfig, train_config: TrainConfig = Trai
     history.sort(key=lambda r: r["step"])
     return {"history": history, "params": jax.device_get(current_params()), "config": config,
             "best": dict(best), "step": step, "interrupted": interrupted.is_set()}
+
+
+def _due_evaluations(restored: Optional[checkpointing.FullState], history: Sequence[dict]) -> List[tuple]:
+    """(step, params) of the evaluations a resumed run owes: those the checkpoint saw unfinished and
+    that have no dev record (the evaluator was stopped or killed before writing it)."""
+    if restored is None:
+        return []
+    done = {r["step"] for r in history}
+    pending = restored.arrays.get("pending_eval", {})
+    return [(int(step), params) for step, params in sorted(pending.items(), key=lambda kv: int(kv[0]))
+            if int(step) not in done]

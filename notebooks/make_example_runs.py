@@ -33,7 +33,8 @@ METHODS = {
 }
 # Shared tiny settings; keys the TrainConfig of the checkout lacks are dropped.
 BASE = {"hidden_size": 32, "min_count": 1, "n_steps": 60, "eval_every": 10, "questions_per_step": 10,
-        "warm_start_rollouts": 30, "n_actors": 1, "checkpoint_every": 1000, "log_every": 10}
+        "n_actors": 1, "checkpoint_every": 1000, "log_every": 10}
+WARM_START_ROLLOUTS = 30
 OUT = Path(__file__).resolve().parent / "example_runs"
 
 
@@ -64,7 +65,7 @@ def run_one(method: str, seed: int, out: Path, log, **overrides) -> Path:
         from mapo_jax.explore.warm_start import WarmStartConfig
 
         # A small single-process warm start (the default explores 1000+ rollouts per question on all cores).
-        kwargs["warm_start_config"] = WarmStartConfig(rollouts_per_example=cfg.warm_start_rollouts,
+        kwargs["warm_start_config"] = WarmStartConfig(rollouts_per_example=WARM_START_ROLLOUTS,
                                                       extra_rollouts_for_hard=0, processes=1, seed=seed)
     target = out / f"{method}-seed{seed}"
     with tempfile.TemporaryDirectory(prefix="mapo_example_run_") as scratch:

@@ -6,10 +6,11 @@ import math
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mapo_jax import objectives as obj
+from mapo_jax.analysis import estimators as E
 from mapo_jax.analysis import policy_variance as PV
 from mapo_jax.analysis import runs as R
 from mapo_jax.analysis import tree as T
@@ -131,26 +132,26 @@ def test_bandit_variance_curves():
 
 
 @pytest.mark.parametrize("target", [0.05, 0.6])
-def test_formulas_match_the_objectives_enumeration(target):
-    """The strata formulas against mapo_jax.objectives' independent enumeration of every draw."""
-    bed = obj.default_tree_bed()
-    params = obj.tree_params_with_buffer_prob(bed, target)
+def test_formulas_match_the_estimators_enumeration(target):
+    """The strata formulas against mapo_jax.analysis.estimators' independent enumeration of every draw."""
+    bed = E.default_tree_bed()
+    params = E.tree_params_with_buffer_prob(bed, target)
     m = T.tree_strata_moments(bed, params)
-    exact = np.asarray(obj.exact_return_gradient(bed, params), np.float64).ravel()
+    exact = np.asarray(E.exact_return_gradient(bed, params), np.float64).ravel()
     chex.assert_trees_all_close(m.gradient, exact, atol=1e-6)
     for estimator, ours in [("mapo", V.stratified_variance(m, 1, 1)), ("reinforce_1", V.reinforce_variance(m, 1)),
                             ("reinforce", V.reinforce_variance(m, 2))]:
-        _, cov = obj.enumerated_gradient_moments(bed, params, estimator)
+        _, cov = E.enumerated_gradient_moments(bed, params, estimator)
         assert ours == pytest.approx(np.trace(cov), rel=1e-5), estimator
-    mean, cov = obj.enumerated_gradient_moments(bed, params, "mapo", alpha=0.1)
+    mean, cov = E.enumerated_gradient_moments(bed, params, "mapo", alpha=0.1)
     chex.assert_trees_all_close(mean - exact, V.clip_bias(m, 0.1), atol=1e-6)
     assert V.stratified_variance(m, 1, 1, alpha=0.1) == pytest.approx(np.trace(cov), rel=1e-5)
 
 
 def test_tree_monte_carlo_matches_the_formula():
     """A stratified 1+3 estimator with a baseline, run through make_loss: unbiased, variance as predicted."""
-    bed = obj.default_tree_bed()
-    params = obj.tree_params_with_buffer_prob(bed, 0.3)
+    bed = E.default_tree_bed()
+    params = E.tree_params_with_buffer_prob(bed, 0.3)
     est = V.Estimator("1+3 + baseline", 1, 3, baseline=True)
     n = 4000
     samples = T.tree_estimates(bed, params, est, jax.random.key(0), n)
@@ -159,12 +160,12 @@ def test_tree_monte_carlo_matches_the_formula():
     predicted = V.stratified_variance(T.tree_strata_moments(bed, params, b), 1, 3)
     measured = float(np.sum(samples.var(0, ddof=1)))
     assert measured == pytest.approx(predicted, rel=0.1)
-    exact = np.asarray(obj.exact_return_gradient(bed, params), np.float64).ravel()
+    exact = np.asarray(E.exact_return_gradient(bed, params), np.float64).ravel()
     assert np.linalg.norm(samples.mean(0) - exact) < 3 * math.sqrt(predicted / n)
 
 
 def test_tree_sweeps_rows():
-    bed = obj.default_tree_bed()
+    bed = E.default_tree_bed()
     ests = V.default_estimators(2)
     rows = T.tree_variance_sweep(bed, [0.3], ests, key=jax.random.key(1), n_seeds=500)
     (row,) = rows
@@ -176,6 +177,113 @@ def test_tree_sweeps_rows():
     assert bias[0]["exact_bias"] > 4 * bias[0]["noise_floor"]  # pi_B < alpha: clearly biased
     assert bias[0]["mc_bias"] == pytest.approx(bias[0]["exact_bias"], abs=3 * bias[0]["noise_floor"])
     assert bias[1]["exact_bias"] == 0.0
+
+
+def test_tree_uniform_policy():
+    bed = E.default_tree_bed()
+    log_p, entropy = jax.jit(E.make_tree_log_prob_fn(bed))(jnp.zeros(bed.param_shape), jnp.arange(27))
+    np.testing.assert_allclose(log_p, np.full(27, -3 * math.log(3)), rtol=1e-6)
+    np.testing.assert_allclose(entropy, np.full(27, 3 * math.log(3)), rtol=1e-6)
+
+
+def test_tree_probabilities_and_buffer_prob():
+    bed = E.default_tree_bed()
+    theta = E.tree_params_with_buffer_prob(bed, 0.3, seed=0)
+    p = np.exp(np.asarray(E.tree_log_probs(bed, theta), np.float64))
+    np.testing.assert_allclose(p.sum(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(p[list(bed.buffer)].sum(), 0.3, rtol=1e-4)
+    # program 7 = actions (0, 2, 1): nodes 0, 1 (depth 1, prefix 0), 4 + 2 = 6 (depth 2, prefix 2)
+    log_pi = jax.nn.log_softmax(theta, -1)
+    np.testing.assert_allclose(np.log(p[7]), log_pi[0, 0] + log_pi[1, 2] + log_pi[6, 1], rtol=1e-5)
+
+
+# --- the estimators on the tree: a small version of benchmarks/estimator_check.py ---
+
+
+@pytest.fixture(scope="module")
+def tree_settings():
+    """The tree bed with pi_B = 0.3 ("mid", above alpha = 0.1) and 0.05 ("early", below it)."""
+    bed = E.default_tree_bed()
+    return bed, E.tree_params_with_buffer_prob(bed, 0.3, seed=0), E.tree_params_with_buffer_prob(bed, 0.05, seed=0)
+
+
+def _exact(bed, theta):
+    return np.asarray(E.exact_return_gradient(bed, theta), np.float64).ravel()
+
+
+def test_estimators_enumerated_means(tree_settings):
+    bed, mid, early = tree_settings
+    for theta in (mid, early):
+        exact = _exact(bed, theta)
+        for estimator in ("mapo", "mapo_single_draw", "mapo_enumerate", "reinforce", "reinforce_1"):
+            mean, _ = E.enumerated_gradient_moments(bed, theta, estimator)
+            np.testing.assert_allclose(mean, exact, atol=1e-6, err_msg=estimator)
+        # one draw dropped when in B, without the 1/(1 - pi_B) correction: biased as predicted
+        mean, _ = E.enumerated_gradient_moments(bed, theta, "mapo_original")
+        pi_b = float(E.tree_buffer_prob(bed, theta))
+        outside = np.asarray(E.exact_return_gradient(bed, theta, outside_buffer_only=True)).ravel()
+        np.testing.assert_allclose(mean, exact - pi_b * outside, atol=1e-6)
+        assert np.linalg.norm(mean - exact) > 1e-3
+
+
+def test_mapo_monte_carlo_unbiased_at_alpha_zero(tree_settings):
+    bed, mid, early = tree_settings
+    key = jax.random.key(0)
+    for theta in (mid, early):
+        exact = _exact(bed, theta)
+        _, cov = E.enumerated_gradient_moments(bed, theta, "mapo")
+        samples = E.monte_carlo_gradients(bed, theta, "mapo", key, 4000)
+        result = E.unbiasedness_test(samples, exact, cov)
+        assert result["p_value"] >= 1e-3, result
+        assert result["off_range_norm"] < 1e-5
+
+
+def test_unbiasedness_test_detects_bias(tree_settings):
+    # The same test at the same sample size rejects biased estimators, so the check above can fail.
+    bed, mid, early = tree_settings
+    key = jax.random.key(0)
+    exact = _exact(bed, mid)
+    _, cov = E.enumerated_gradient_moments(bed, mid, "mapo_original")
+    samples = E.monte_carlo_gradients(bed, mid, "mapo_original", key, 4000)
+    assert E.unbiasedness_test(samples, exact, cov)["p_value"] < 1e-6
+    exact = _exact(bed, early)
+    _, cov = E.enumerated_gradient_moments(bed, early, "mapo", alpha=0.1)
+    samples = E.monte_carlo_gradients(bed, early, "mapo", key, 4000, alpha=0.1)
+    assert E.unbiasedness_test(samples, exact, cov)["p_value"] < 1e-6
+
+
+def test_clip_biases_only_below_alpha(tree_settings):
+    bed, mid, early = tree_settings
+    for theta, biased in ((mid, False), (early, True)):
+        mean, _ = E.enumerated_gradient_moments(bed, theta, "mapo", alpha=0.1)
+        bias = np.linalg.norm(mean - _exact(bed, theta))
+        assert bias > 0.01 if biased else bias < 1e-6
+
+
+def test_mapo_variance_against_reinforce(tree_settings):
+    bed, mid, early = tree_settings
+    _, cov_mapo = E.enumerated_gradient_moments(bed, mid, "mapo")
+    _, cov_reinforce = E.enumerated_gradient_moments(bed, mid, "reinforce")
+    assert np.trace(cov_mapo) < np.trace(cov_reinforce)
+    for theta in (mid, early):
+        _, cov_enum = E.enumerated_gradient_moments(bed, theta, "mapo_enumerate")
+        _, cov_one = E.enumerated_gradient_moments(bed, theta, "reinforce_1")
+        pi_b = float(E.tree_buffer_prob(bed, theta))
+        # buffer term exact, outside term one draw: Var <= (1 - pi_B) Var[REINFORCE, 1 draw]
+        assert np.trace(cov_enum) <= (1 - pi_b) * np.trace(cov_one) + 1e-9
+
+
+def test_monte_carlo_matches_enumerated_variance(tree_settings):
+    bed, mid, _ = tree_settings
+    samples = np.asarray(E.monte_carlo_gradients(bed, mid, "reinforce", jax.random.key(1), 4000))
+    _, cov = E.enumerated_gradient_moments(bed, mid, "reinforce")
+    np.testing.assert_allclose(samples.var(0, ddof=1).sum(), np.trace(cov), rtol=0.1)
+
+
+def test_unknown_estimator(tree_settings):
+    bed, mid, _ = tree_settings
+    with pytest.raises(ValueError, match="valid estimators are mapo"):
+        E.monte_carlo_gradients(bed, mid, "ppo", jax.random.key(0), 10)
 
 
 # --- a real (toy) policy ---
@@ -192,11 +300,12 @@ def test_policy_scores_and_moments(toy_policy):
     envs = [q.env for q in questions]
     inputs = decoding.encoder_inputs(featurizer, envs)
     trajectories = [q.buffer[0] for q in questions[:2]]
-    log_probs, scores = PV.trajectory_scores(params, config, inputs, trajectories, [0, 1])
+    max_steps = decoding.max_program_steps(envs)
+    log_probs, scores = PV.trajectory_scores(params, config, inputs, trajectories, [0, 1], max_steps)
     chex.assert_shape(scores, (2, policy.count_parameters(params)))
     # Row 1 is the gradient of trajectory 1's log-probability alone (frozen word vectors excluded).
     trainable, frozen = PV._split(params)
-    batch = trajectory_batch(trajectories[1:], PV.MAX_STEPS, config.max_valid, 8, [1])
+    batch = trajectory_batch(trajectories[1:], max_steps, config.max_valid, 8, [1])
     grad = jax.grad(lambda p: policy.sequence_log_probs({**p, **frozen}, inputs, batch, config)[0][0].sum())(trainable)
     flat = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(grad)])
     np.testing.assert_allclose(scores[1], flat, rtol=1e-4, atol=1e-6)

@@ -182,65 +182,19 @@ def test_load_programs_reads_a_warm_start_file(tmp_path, envs, gold, first):
 # ----------------------------------------------------------------------------- probabilities
 
 
-def _fake_log_prob_fn(table, calls=None):
-    """log π of each trajectory looked up by its tokens (hand-chosen numbers); records each call's size."""
-
-    def fn(trajectories):
-        if calls is not None:
-            calls.append(len(trajectories))
-        return np.array([np.log(table[t.tokens]) for t in trajectories], np.float32)
-
-    return fn
-
-
-def test_buffer_probs_and_pi_buffer_from_a_log_prob_fn(full, first, found):
-    probs = {t.tokens: p for t, p in zip(found, [0.2, 0.1, 0.05, 0.04, 0.01])}
-    calls = []
-    got = full.buffer_probs(first, _fake_log_prob_fn(probs, calls))
-    assert calls == [5]  # one batched call
-    np.testing.assert_allclose(got, [0.2, 0.1, 0.05, 0.04, 0.01], rtol=1e-6)
-    assert got.dtype == np.float64
-    assert full.pi_buffer(first, _fake_log_prob_fn(probs)) == pytest.approx(0.4, rel=1e-6)
-    assert full.pi_buffer(first, probs=got) == pytest.approx(0.4, rel=1e-6)
-    with pytest.raises(ValueError):
-        full.pi_buffer(first)  # neither a function nor probabilities
-    with pytest.raises(ValueError):
-        full.buffer_probs(first, lambda trajectories: np.zeros(3))  # wrong length
-    with pytest.raises(ValueError):
-        full.buffer_probs(first, lambda trajectories: np.full(len(trajectories), np.nan))  # a diverged policy
+def test_pi_buffer_sums_the_probabilities_and_checks_them(full, first):
+    assert full.pi_buffer(first, [0.2, 0.1, 0.05, 0.04, 0.01]) == pytest.approx(0.4, rel=1e-12)
+    with pytest.raises(ValueError, match="expected 5 buffer probabilities"):
+        full.pi_buffer(first, np.full(3, 0.1))  # one probability per program
+    with pytest.raises(ValueError, match="finite"):
+        full.pi_buffer(first, np.full(5, np.nan))  # a diverged policy
 
 
 def test_pi_buffer_is_floored_for_a_non_empty_buffer_and_zero_for_an_empty_one(full, first):
-    calls = []
-
-    def tiny(trajectories):
-        calls.append(len(trajectories))
-        return np.full(len(trajectories), -2000.0)  # exp underflows to exactly 0
-
-    assert full.pi_buffer(first, tiny) == PI_BUFFER_FLOOR > 0.0
-    assert MemoryBuffer().pi_buffer(first, tiny) == 0.0
-    assert calls == [5]  # the empty buffer never called the policy
+    assert full.pi_buffer(first, np.exp(np.full(5, -2000.0))) == PI_BUFFER_FLOOR > 0.0  # underflowed to 0
+    assert MemoryBuffer().pi_buffer(first, np.zeros(0)) == 0.0
     assert total_probability(np.array([])) == 0.0
     assert total_probability(np.array([0.7, 0.5])) == 1.0  # round-off above 1 is clipped
-
-
-def test_buffer_probs_many_uses_one_call(envs, gold, first, found):
-    buffer = MemoryBuffer()
-    ids = list(envs)
-    buffer.add_many(first, found[:2])
-    buffer.add(ids[2], gold[ids[2]])
-    table = {(first, found[0].tokens): 0.3, (first, found[1].tokens): 0.2, (ids[2], gold[ids[2]].tokens): 0.6}
-    calls = []
-
-    def fn(example_ids, trajectories):
-        calls.append(list(example_ids))
-        return np.log([table[(e, t.tokens)] for e, t in zip(example_ids, trajectories)])
-
-    out = buffer.buffer_probs_many(ids, fn)
-    assert calls == [[first, first, ids[2]]]
-    np.testing.assert_allclose(out[first], [0.3, 0.2])
-    assert out[ids[1]].shape == (0,)
-    np.testing.assert_allclose(out[ids[2]], [0.6])
 
 
 # ----------------------------------------------------------------------------- choosing programs
@@ -268,24 +222,6 @@ def test_sample_of_underflowed_probs_is_uniform_and_bad_probs_raise(full, first)
     with pytest.raises(ValueError):
         full.sample(first, np.array([0.5, -0.1, 0.2, 0.2, 0.2]), 3, np.random.default_rng(0))
     assert MemoryBuffer().sample(first, np.zeros(0), 3, np.random.default_rng(0)) == []
-
-
-def test_top_k_renormalises_and_never_deletes(full, first, found):
-    probs = np.array([0.1, 0.3, 0.05, 0.3, 0.25])
-    top = full.top_k(first, probs, 3)
-    # most probable first; ties (0.3, 0.3) in the order found
-    assert [s.trajectory.tokens for s in top] == [found[1].tokens, found[3].tokens, found[4].tokens]
-    np.testing.assert_allclose([s.sample_weight for s in top], [0.3 / 0.85, 0.3 / 0.85, 0.25 / 0.85])
-    assert sum(s.sample_weight for s in top) == pytest.approx(1.0)
-    # a view: all five programs are still there, still "in the buffer", and count in π(B)
-    assert full.n_programs(first) == 5
-    assert full.contains(first, found[0].tokens) and full.contains(first, found[2].tokens)
-    assert full.pi_buffer(first, probs=probs) == pytest.approx(1.0)
-    # k beyond the buffer: everything, renormalised over the whole buffer
-    everything = full.top_k(first, probs, 10)
-    assert len(everything) == 5
-    np.testing.assert_allclose(sorted(s.sample_weight for s in everything), np.sort(probs) / probs.sum())
-    assert full.top_k(first, probs, 0) == []
 
 
 def test_uniform_draws_every_program_equally(full, first):

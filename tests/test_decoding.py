@@ -49,6 +49,23 @@ def test_row_buckets_and_input_padding(setup):
         decoding.pad_inputs(padded, 9)
 
 
+def test_one_program_length_limit_for_decoding_and_actors(setup):
+    """The limit is tight (a program of that length exists) and it is what actors pad trajectories to:
+    3 expressions of `(`, a head, 3 arguments, `)`, then `<END>` = 19 tokens (actors used to pad to 20)."""
+    from mapo_jax.acting import Actor
+
+    toy, envs, featurizer, config, params = setup
+    assert decoding.max_program_steps(envs) == 19
+    longest = "( filter_ge all_rows v10 v6 ) ( filter_le all_rows v10 v9 ) ( diff v11 v12 v4 ) <END>"
+    env = QAEnvironment(toy.examples[4], toy.tables[toy.examples[4].table], punish_extra_work=False)
+    assert env.replay(longest).length == decoding.max_program_steps([env]) == 19
+    two = QAEnvironment(toy.examples[4], toy.tables[toy.examples[4].table], limits=Limits(max_n_exp=2))
+    assert decoding.max_program_steps([two]) == 2 * 6 + 1
+    actor = Actor(envs, featurizer, config, objective="reinforce", questions_per_step=2, seed=0)
+    batch, _ = actor.make_batch(params)
+    assert actor.max_steps == 19 and batch.trajectories.read_ids.shape[1] == 19
+
+
 def test_sampled_trajectories_replay_exactly(setup):
     _, envs, featurizer, config, params = setup
     inputs = decoding.encoder_inputs(featurizer, envs)
@@ -77,14 +94,12 @@ def test_seeded_sampling_is_reproducible(setup):
 def test_greedy_is_deterministic_and_is_beam_search_of_size_one(setup):
     _, envs, featurizer, config, params = setup
     inputs = decoding.encoder_inputs(featurizer, envs)
-    first = decoding.greedy(params, config, envs, inputs)
-    second = decoding.greedy(params, config, envs, inputs)
-    assert all(t is not None for t in first)
+    first, second = ([found[0] for found in decoding.sample(params, config, envs, inputs, None, greedy=True)]
+                     for _ in range(2))
     assert [t.tokens for t in first] == [t.tokens for t in second]
     beams = decoding.beam_search(params, config, envs, inputs, beam_size=1)
     assert [[h.tokens for h in found] for found in beams] == [[t.tokens] for t in first]
     assert all(found[0].prob == 1.0 for found in beams)
-    assert decoding.top_programs(params, config, envs, inputs, beam_size=1) == [t.tokens for t in first]
     for env, trajectory in zip(envs, first):
         _assert_same_trajectory(trajectory, env.replay(trajectory.tokens))
 
@@ -106,11 +121,30 @@ def test_beam_search_scores_match_the_learner(setup):
     hypotheses = [h for found in beams for h in found]
     index = [i for i, found in enumerate(beams) for _ in found]
     trajectories = [envs[i].replay(h.tokens) for i, h in zip(index, hypotheses)]
-    batch = trajectory_batch(trajectories, max_steps=20, max_valid=config.max_valid,
+    batch = trajectory_batch(trajectories, max_steps=decoding.max_program_steps(envs), max_valid=config.max_valid,
                              batch_size=decoding.row_bucket(len(trajectories)), example_index=index)
     log_probs, _ = policy.sequence_log_probs(params, inputs, batch, config)
     np.testing.assert_allclose(np.asarray(log_probs).sum(1)[: len(hypotheses)],
                                [h.log_prob for h in hypotheses], atol=1e-4)
+
+
+def test_buffer_program_probs_are_the_learners_probabilities_per_question(setup):
+    """The actor's one batched call gives each question its own programs' pi, in order, empty groups included."""
+    from mapo_jax.acting import buffer_program_probs
+
+    _, envs, featurizer, config, params = setup
+    inputs = decoding.encoder_inputs(featurizer, envs[:3])
+    drawn = decoding.sample(params, config, envs[:3], inputs, np.random.default_rng(3), n_samples=2)
+    groups = [drawn[0], [], drawn[2][:1]]
+    max_steps = decoding.max_program_steps(envs)
+    probs = buffer_program_probs(params, config, inputs, groups, max_steps)
+    assert [p.shape for p in probs] == [(2,), (0,), (1,)] and probs[0].dtype == np.float64
+    for row, (group, got) in enumerate(zip(groups, probs)):
+        for trajectory, p in zip(group, got):
+            batch = trajectory_batch([trajectory], max_steps, config.max_valid, 8, [row])
+            log_prob = float(np.asarray(policy.sequence_log_probs(params, inputs, batch, config)[0])[0].sum())
+            assert p == pytest.approx(np.exp(log_prob), rel=1e-5)
+    assert [p.shape for p in buffer_program_probs(params, config, inputs, [[], []], max_steps)] == [(0,), (0,)]
 
 
 def test_exploration_filter_is_the_policy_when_nothing_is_explored(setup):
@@ -177,7 +211,8 @@ def test_greedy_exploration_walks_programs_in_policy_order(setup):
     inputs = decoding.encoder_inputs(featurizer, envs)
     explorers = [SystematicExplorer(env, set(), random.Random(0)) for env in envs]
     first = decoding.sample(params, config, envs, inputs, None, greedy=True, explorers=explorers)
-    assert [t[0].tokens for t in first] == [t.tokens for t in decoding.greedy(params, config, envs, inputs)]
+    unfiltered = decoding.sample(params, config, envs, inputs, None, greedy=True)
+    assert [t[0].tokens for t in first] == [t[0].tokens for t in unfiltered]
     second = decoding.sample(params, config, envs, inputs, None, greedy=True, explorers=explorers)
     assert all(a[0].tokens != b[0].tokens for a, b in zip(first, second))
 
@@ -187,7 +222,6 @@ def test_programs_longer_than_max_steps_are_dropped(setup):
     inputs = decoding.encoder_inputs(featurizer, envs)
     assert decoding.sample(params, config, envs, inputs, np.random.default_rng(0), max_steps=3) == [[]] * N_ENVS
     assert decoding.beam_search(params, config, envs, inputs, max_steps=3) == [[]] * N_ENVS
-    assert decoding.top_programs(params, config, envs, inputs, max_steps=3) == [None] * N_ENVS
 
 
 def test_mismatched_inputs_are_refused(setup):

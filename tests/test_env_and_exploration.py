@@ -27,7 +27,7 @@ def _env(toy, index=0, **kwargs):
 
 def test_observations_have_fixed_shapes(toy):
     env = _env(toy)
-    obs = env.reset()
+    obs = env.observation(env.context.initial_state())
     chex.assert_shape([obs.valid_ids, obs.valid_mask, obs.features], [(60,)] * 3)
     assert obs.read_id == Vocabulary().id_of["<DECODE>"] and obs.write_id == -1
     assert obs.valid_mask.sum() == 1 and obs.valid_ids[0] == Vocabulary().id_of["("]
@@ -51,21 +51,38 @@ def test_replay_rebuilds_a_rewarded_trajectory(toy):
 
 def test_column_features_reach_the_valid_tokens(toy):
     env = _env(toy)
-    env.reset()
-    env.step_token("(")
-    env.step_token("argmax")
-    obs, _, _ = env.step_token("all_rows")
+    obs = env.observation(env.context.initial_state().step("(").step("argmax").step("all_rows"))
     features = dict(zip(obs.valid_ids[obs.valid_mask].tolist(), obs.features[obs.valid_mask].tolist()))
     for k, value in enumerate(env.example.column_features):
         if env.vocabulary.n_builtin + k in features:
             assert features[env.vocabulary.n_builtin + k] == value
 
 
-def test_step_checks_the_action(toy):
-    env = _env(toy)
-    env.reset()
-    with pytest.raises(ValueError, match=f"example {env.example.id}: action 3 out of range"):
-        env.step(3)
+class _FinishedState:
+    """A finished program whose answer is empty (stands in for a ProgramState)."""
+
+    done = True
+
+    def unused_variables(self):
+        return []
+
+    def denotation(self):
+        return []
+
+
+def test_a_question_without_a_gold_answer_rewards_nothing(toy):
+    """An empty answer matches an empty gold answer under the official rules; the reward (the one rule that
+    training and evaluation share) must still be 0 for a question that has no gold answer."""
+    import dataclasses
+
+    from mapo_jax.data.values import check_denotation
+
+    example = dataclasses.replace(toy.examples[0], answer=(), answer_canon=None)
+    env = QAEnvironment(example, toy.tables[example.table], punish_extra_work=False)
+    assert env.gold == [] and check_denotation(env.gold, [])
+    assert env.reward(_FinishedState()) == 0.0
+    gold_program = env.replay(env.context.tokens_from_text(toy.programs[example.id]))
+    assert gold_program.reward == 0.0
 
 
 def test_all_toy_gold_programs_earn_reward_one(toy):

@@ -1,6 +1,5 @@
-"""Tests of mapo_jax.objectives: weight functions, the loss, and the MAPO estimator on the enumerable tree."""
-
-import math
+"""Tests of mapo_jax.objectives: weight functions and the loss (gradients on the enumerable tree of
+mapo_jax.analysis.estimators, whose estimator checks are in test_analysis.py)."""
 
 import chex
 import jax
@@ -10,6 +9,7 @@ import pytest
 from absl.testing import parameterized
 
 from mapo_jax import objectives as obj
+from mapo_jax.analysis import estimators as E
 from mapo_jax.objectives import SampleBatch
 
 
@@ -149,20 +149,20 @@ class LossTest(chex.TestCase):
     def test_gradient_is_weighted_score_with_stop_gradient(self):
         # The batch's pi_B is recomputed from the parameters (as a learner with "trainer prob" would): the
         # gradient must still be (1/n) sum_b w_b grad log pi_b + c (1/n) sum_b grad H_b, weights held fixed.
-        bed = obj.default_tree_bed()
-        log_prob_fn = obj.make_tree_log_prob_fn(bed)
-        theta = obj.tree_params_with_buffer_prob(bed, 0.3, seed=1)
+        bed = E.default_tree_bed()
+        log_prob_fn = E.make_tree_log_prob_fn(bed)
+        theta = E.tree_params_with_buffer_prob(bed, 0.3, seed=1)
         programs = jnp.array([7, 19, 2, 13, 5])
         base = make_batch(reward=[1, 1, 1, 1, 0], in_buffer=[True, True, False, False, False],
                           pi_buffer=[0.0] * 5, sample_weight=[0.5, 0.5, 1, 1, 1], n_examples=1.0)
         loss_fn = obj.make_loss("mapo", log_prob_fn, alpha=0.0, entropy_coeff=0.01)
 
         def loss_of_theta(theta):
-            pi_b = obj.tree_buffer_prob(bed, theta)
+            pi_b = E.tree_buffer_prob(bed, theta)
             return loss_fn(theta, (base._replace(pi_buffer=jnp.full((5,), pi_b)), programs))[0]
 
         grads = self.variant(jax.grad(loss_of_theta))(theta)
-        pi_b = float(obj.tree_buffer_prob(bed, theta))
+        pi_b = float(E.tree_buffer_prob(bed, theta))
         weights = np.array([0.5 * pi_b, 0.5 * pi_b, 1 - pi_b, 1 - pi_b, 0.0])
         jac_logp, jac_ent = jax.jacobian(log_prob_fn)(theta, programs)
         expected = -np.tensordot(weights, jac_logp, 1) - 0.01 * np.sum(jac_ent, 0)
@@ -206,113 +206,15 @@ class LossTest(chex.TestCase):
 
     @parameterized.parameters(*obj.OBJECTIVES)
     def test_finite_gradients(self, objective):
-        bed = obj.default_tree_bed()
-        theta = obj.tree_params_with_buffer_prob(bed, 0.999, seed=2, scale=3.0)  # a peaked policy
+        bed = E.default_tree_bed()
+        theta = E.tree_params_with_buffer_prob(bed, 0.999, seed=2, scale=3.0)  # a peaked policy
         # in-buffer with pi_B ~ 1, outside with pi_B ~ 1, no buffer, a padding row, pi_B = 0 in-buffer
         batch = make_batch(reward=[1, 1, 1, 0, 1], in_buffer=[True, False, False, False, True],
                            pi_buffer=[0.999, 0.999, 0.0, 0.3, 0.0], valid=[True, True, True, False, True],
                            n_examples=3.0)
         programs = jnp.array([7, 2, 0, 26, 19])
-        loss_fn = jax.jit(obj.make_loss(objective, obj.make_tree_log_prob_fn(bed)))
+        loss_fn = jax.jit(obj.make_loss(objective, E.make_tree_log_prob_fn(bed)))
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(theta, (batch, programs))
         self.assertTrue(bool(jnp.isfinite(loss)))
         chex.assert_tree_all_finite((metrics, grads))
         self.assertGreater(float(jnp.linalg.norm(grads)), 0.0)
-
-
-class TreeBedTest(chex.TestCase):
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_uniform_policy(self):
-        bed = obj.default_tree_bed()
-        log_p, entropy = self.variant(obj.make_tree_log_prob_fn(bed))(jnp.zeros(bed.param_shape), jnp.arange(27))
-        np.testing.assert_allclose(log_p, np.full(27, -3 * math.log(3)), rtol=1e-6)
-        np.testing.assert_allclose(entropy, np.full(27, 3 * math.log(3)), rtol=1e-6)
-
-    def test_probabilities_and_buffer_prob(self):
-        bed = obj.default_tree_bed()
-        theta = obj.tree_params_with_buffer_prob(bed, 0.3, seed=0)
-        p = np.exp(np.asarray(obj.tree_log_probs(bed, theta), np.float64))
-        np.testing.assert_allclose(p.sum(), 1.0, rtol=1e-5)
-        np.testing.assert_allclose(p[list(bed.buffer)].sum(), 0.3, rtol=1e-4)
-        # program 7 = actions (0, 2, 1): nodes 0, 1 (depth 1, prefix 0), 4 + 2 = 6 (depth 2, prefix 2)
-        log_pi = jax.nn.log_softmax(theta, -1)
-        np.testing.assert_allclose(np.log(p[7]), log_pi[0, 0] + log_pi[1, 2] + log_pi[6, 1], rtol=1e-5)
-
-
-def _exact(bed, theta):
-    return np.asarray(obj.exact_return_gradient(bed, theta), np.float64).ravel()
-
-
-class EstimatorTest(chex.TestCase):
-    """A small version of benchmarks/estimator_check.py."""
-
-    def setUp(self):
-        super().setUp()
-        self.bed = obj.default_tree_bed()
-        self.mid = obj.tree_params_with_buffer_prob(self.bed, 0.3, seed=0)
-        self.early = obj.tree_params_with_buffer_prob(self.bed, 0.05, seed=0)
-
-    def test_enumerated_means(self):
-        for theta in (self.mid, self.early):
-            exact = _exact(self.bed, theta)
-            for estimator in ("mapo", "mapo_single_draw", "mapo_enumerate", "reinforce", "reinforce_1"):
-                mean, _ = obj.enumerated_gradient_moments(self.bed, theta, estimator)
-                np.testing.assert_allclose(mean, exact, atol=1e-6, err_msg=estimator)
-            # one draw dropped when in B, without the 1/(1 - pi_B) correction: biased as predicted
-            mean, _ = obj.enumerated_gradient_moments(self.bed, theta, "mapo_original")
-            pi_b = float(obj.tree_buffer_prob(self.bed, theta))
-            outside = np.asarray(obj.exact_return_gradient(self.bed, theta, outside_buffer_only=True)).ravel()
-            np.testing.assert_allclose(mean, exact - pi_b * outside, atol=1e-6)
-            self.assertGreater(np.linalg.norm(mean - exact), 1e-3)
-
-    def test_monte_carlo_unbiased_at_alpha_zero(self):
-        key = jax.random.key(0)
-        for theta in (self.mid, self.early):
-            exact = _exact(self.bed, theta)
-            _, cov = obj.enumerated_gradient_moments(self.bed, theta, "mapo")
-            samples = obj.monte_carlo_gradients(self.bed, theta, "mapo", key, 4000)
-            result = obj.unbiasedness_test(samples, exact, cov)
-            self.assertGreaterEqual(result["p_value"], 1e-3, result)
-            self.assertLess(result["off_range_norm"], 1e-5)
-
-    def test_monte_carlo_test_detects_bias(self):
-        # The same test at the same sample size rejects biased estimators, so the check above can fail.
-        key = jax.random.key(0)
-        exact = _exact(self.bed, self.mid)
-        _, cov = obj.enumerated_gradient_moments(self.bed, self.mid, "mapo_original")
-        samples = obj.monte_carlo_gradients(self.bed, self.mid, "mapo_original", key, 4000)
-        self.assertLess(obj.unbiasedness_test(samples, exact, cov)["p_value"], 1e-6)
-        exact = _exact(self.bed, self.early)
-        _, cov = obj.enumerated_gradient_moments(self.bed, self.early, "mapo", alpha=0.1)
-        samples = obj.monte_carlo_gradients(self.bed, self.early, "mapo", key, 4000, alpha=0.1)
-        self.assertLess(obj.unbiasedness_test(samples, exact, cov)["p_value"], 1e-6)
-
-    def test_clip_biases_only_below_alpha(self):
-        for theta, biased in ((self.mid, False), (self.early, True)):
-            mean, _ = obj.enumerated_gradient_moments(self.bed, theta, "mapo", alpha=0.1)
-            bias = np.linalg.norm(mean - _exact(self.bed, theta))
-            if biased:
-                self.assertGreater(bias, 0.01)
-            else:
-                self.assertLess(bias, 1e-6)
-
-    def test_variance_against_reinforce(self):
-        _, cov_mapo = obj.enumerated_gradient_moments(self.bed, self.mid, "mapo")
-        _, cov_reinforce = obj.enumerated_gradient_moments(self.bed, self.mid, "reinforce")
-        self.assertLess(np.trace(cov_mapo), np.trace(cov_reinforce))
-        for theta in (self.mid, self.early):
-            _, cov_enum = obj.enumerated_gradient_moments(self.bed, theta, "mapo_enumerate")
-            _, cov_one = obj.enumerated_gradient_moments(self.bed, theta, "reinforce_1")
-            pi_b = float(obj.tree_buffer_prob(self.bed, theta))
-            # buffer term exact, outside term one draw: Var <= (1 - pi_B) Var[REINFORCE, 1 draw]
-            self.assertLessEqual(np.trace(cov_enum), (1 - pi_b) * np.trace(cov_one) + 1e-9)
-
-    def test_monte_carlo_matches_enumerated_variance(self):
-        samples = np.asarray(obj.monte_carlo_gradients(self.bed, self.mid, "reinforce", jax.random.key(1), 4000))
-        _, cov = obj.enumerated_gradient_moments(self.bed, self.mid, "reinforce")
-        np.testing.assert_allclose(samples.var(0, ddof=1).sum(), np.trace(cov), rtol=0.1)
-
-    def test_unknown_estimator(self):
-        with pytest.raises(ValueError, match="valid estimators are mapo"):
-            obj.monte_carlo_gradients(self.bed, self.mid, "ppo", jax.random.key(0), 10)

@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mapo_jax.data import predictions, wtq
+from mapo_jax.errors import UserInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,18 +33,44 @@ def test_scoring_follows_the_official_line_rules(tmp_path):
         "q-1\t12467.0\n"          # number vs thousands-separated gold: right with inferred canon
         "q-2\tRome\tParis\n"       # order-free list
         "q-3\t2008-06-25\r\n"      # CR stays in the field; the number/date parser strips it
-        "q-2\tRome\n"              # a duplicate line is scored again (and is wrong)
-        "zz-9\tfoo\n",             # unknown id: reported and skipped
+        "\n",                      # an empty line holds no prediction
     )
     targets = wtq.read_targets(split)
     score = predictions.score_predictions(preds, targets, expected_ids=list(targets))
-    assert [(line.id, line.correct) for line in score.lines] == [
-        ("q-1", True), ("q-2", True), ("q-3", True), ("q-2", False)]
-    assert score.unknown_ids == ["zz-9"]
+    assert [(line.id, line.correct) for line in score.lines] == [("q-1", True), ("q-2", True), ("q-3", True)]
     assert score.missing_ids == ["q-4"]
-    assert (score.n_correct, score.n_scored) == (3, 4)
+    assert (score.n_correct, score.n_scored) == (3, 3)
     raw = predictions.score_predictions(preds, wtq.read_targets(split, infer=False))
     assert [line.correct for line in raw.lines][:1] == [False]  # "12,467" stays a string
+
+
+def test_an_id_alone_is_an_empty_answer(tmp_path):
+    targets = wtq.read_targets(_write(tmp_path, "split.tsv", SPLIT))
+    score = predictions.score_predictions(_write(tmp_path, "pred.tsv", "q-4\n"), targets)
+    assert [(line.id, line.correct, line.predictions) for line in score.lines] == [("q-4", False, [])]
+
+
+def _refusal(tmp_path, text):
+    targets = wtq.read_targets(_write(tmp_path, "split.tsv", SPLIT))
+    with pytest.raises(UserInputError) as error:
+        predictions.score_predictions(_write(tmp_path, "pred.tsv", text), targets, gold_name="split.tsv")
+    return str(error.value)
+
+
+def test_a_duplicated_id_is_refused_not_scored_twice(tmp_path):
+    message = _refusal(tmp_path, "q-1\t12467\nq-2\tRome\tParis\nq-1\t12467\nq-2\tRome\n")
+    assert "pred.tsv: 2 ids have more than one line, e.g. 'q-1' on lines 1 and 3" in message
+
+
+def test_a_file_for_another_split_is_refused(tmp_path):
+    """Scored before on the one id the two splits share: `accuracy 1/1 = 1.0000`."""
+    message = _refusal(tmp_path, "q-1\t12467\nnt-7\tfoo\nnt-8\tbar\n")
+    assert "pred.tsv: 2 of 3 prediction ids are not in split.tsv (first: 'nt-7' on line 2)" in message
+
+
+def test_a_line_without_a_tab_is_named(tmp_path):
+    message = _refusal(tmp_path, "q-1\t12467\nq-2 Paris Rome\n")
+    assert "pred.tsv:2: 'q-2 Paris Rome' is no question id of split.tsv, and the line has no tab" in message
 
 
 def test_written_predictions_score_as_their_values(tmp_path):

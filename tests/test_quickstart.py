@@ -70,6 +70,14 @@ def test_train_evaluate_and_predict_commands(tmp_path):
                    "--question=which nation has the most gold?", "--beam_size=3"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1. p=" in result.stdout and "answer:" in result.stdout
+    assert "warning" not in result.stderr
+    wide = tmp_path / "wide.csv"  # 40 columns of strings and numbers: 80 properties, more than memory holds
+    wide.write_text(",".join(f"c{k}" for k in range(40)) + "\n" + ",".join(str(k) for k in range(40)) + "\n")
+    result = _run(["launch/predict.py", f"--workdir={run}", f"--table={wide}", "--question=??", "--beam_size=2"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the question '??' has no words" in result.stderr
+    assert "offers 80 properties" in result.stderr and "cannot use the properties " in result.stderr
+    assert "r.c39-number" in result.stderr
     result = _run(["launch/predict.py", f"--workdir={run}", f"--table={tmp_path / 'none.csv'}", "--question=x"])
     assert result.returncode == 2 and "none.csv" in result.stderr
 

@@ -70,7 +70,7 @@ def _digest(dataset: Dataset) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# A tiny independent evaluator of readable programs (spec section 2.3 semantics)
+# A tiny independent evaluator of readable programs (the DSL semantics of mapo_jax/lisp/functions.py)
 # ---------------------------------------------------------------------------------------------
 
 

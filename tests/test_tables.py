@@ -2,7 +2,7 @@
 
 import pytest
 
-from mapo_jax.data.tables import Cell, TableFormatError, build_table, read_tagged_table
+from mapo_jax.data.tables import TAGGED_FIELDS, Cell, TableFormatError, build_table, read_tagged_table
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +62,45 @@ def test_every_release_table_parses(wtq_root):
         assert table.n_rows > 0 and table.columns
 
 
-def test_malformed_lines_are_skipped_with_a_warning(tmp_path):
-    header = "row\tcol\tid\tcontent\ttokens\tlemmaTokens\tposTags\tnerTags\tnerValues\tnumber\tdate\tnum2\tlist\tlistId"
-    good = ["-1\t0\tfb:row.row.name\tName" + "\t" * 10, "0\t0\tfb:cell.a\tAlpha\talpha" + "\t" * 9]
+TAGGED_HEADER = "\t".join(TAGGED_FIELDS)
+
+
+def _tagged_lines(n_rows):
+    """A well-formed tagged table of two columns (name, points) as lines."""
+    lines = [TAGGED_HEADER, "-1\t0\tfb:row.row.name\tName" + "\t" * 10, "-1\t1\tfb:row.row.points\tPoints" + "\t" * 10]
+    for r in range(n_rows):
+        lines.append(f"{r}\t0\tfb:cell.n{r}\tName {r}\tname|{r}" + "\t" * 9)
+        lines.append(f"{r}\t1\tfb:cell.{r}\t{r}\t{r}\t\t\t\t\t{r}.0\t\t\t\t")
+    return lines
+
+
+def test_a_well_formed_tagged_table_reads_every_row(tmp_path):
     path = tmp_path / "t.tagged"
-    path.write_text("\n".join([header, *good, "garbage line", "x\ty" + "\t" * 12]) + "\n")
-    warnings = []
-    table = read_tagged_table(path, warnings=warnings)
-    assert table.values["r.name-string"] == ("alpha",)
-    assert len(warnings) == 2 and "t.tagged:4" in warnings[0] and "not integers" in warnings[1]
+    path.write_text("\n".join(_tagged_lines(4)) + "\n")
+    table = read_tagged_table(path)
+    assert table.n_rows == 4 and table.values["r.points-number"] == (0.0, 1.0, 2.0, 3.0)
+
+
+def test_a_table_cut_off_mid_line_is_an_error_naming_file_and_line(tmp_path):
+    """Cut in the middle of row 2's points cell: reading used to keep rows 0-2 and lose row 3 with
+    only an anonymous warning count."""
+    text = "\n".join(_tagged_lines(4)) + "\n"
+    path = tmp_path / "t.tagged"
+    cut = "2\t1\tfb:cell.2\t2"  # row 2's points line (line 9), cut after its content field
+    path.write_text(text[: text.index(cut) + len(cut)])
+    with pytest.raises(TableFormatError, match=r"t\.tagged:9: 4 fields, the header has 14 .*cut off"):
+        read_tagged_table(path)
+
+
+def test_a_malformed_or_missing_cell_line_is_an_error(tmp_path):
+    lines = _tagged_lines(3)
+    path = tmp_path / "t.tagged"
+    path.write_text("\n".join(lines[:5] + ["x\ty" + "\t" * 12] + lines[5:]) + "\n")
+    with pytest.raises(TableFormatError, match=r"t\.tagged:6: row/col are not integers"):
+        read_tagged_table(path)
+    path.write_text("\n".join(lines[:5] + lines[6:]) + "\n")  # row 1's name cell is gone
+    with pytest.raises(TableFormatError, match=r"t\.tagged: no line for the cell of row 1, column 0"):
+        read_tagged_table(path)
 
 
 def test_unusable_table_raises_a_clear_error(tmp_path):

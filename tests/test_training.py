@@ -5,11 +5,15 @@ the function `launch/train.py` calls. Every run shares one warm start (made once
 """
 
 import math
+import shutil
+import signal
+import threading
 
 import pytest
 
-from mapo_jax import acting, evaluation, learning
-from mapo_jax.config import DataConfig, TrainConfig
+from mapo_jax import acting, checkpointing, evaluation, learning
+from mapo_jax.config import DataConfig, ProgramConfig, TrainConfig
+from mapo_jax.errors import UserInputError
 from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
 from mapo_jax.metrics import read_metrics
 from mapo_jax.training import TrainingFailed, train_and_evaluate
@@ -158,17 +162,6 @@ def test_a_nan_loss_names_its_step(toy_programs, monkeypatch):
         train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=10), log=lambda m: None)
 
 
-@pytest.mark.parametrize("objective,alpha,explore", [
-    ("reinforce", 0.1, True), ("mml", 0.1, True), ("hard_em", 0.1, True), ("iml", 0.1, True),
-    ("mapo", 0.0, False)])
-def test_baselines_and_ablations_train(toy_programs, objective, alpha, explore):
-    result = train_and_evaluate(DataConfig(dataset="toy"),
-                                small(toy_programs, n_steps=6, objective=objective, alpha=alpha,
-                                      systematic_exploration=explore, log_every=3),
-                                log=lambda m: None)
-    assert result["step"] == 6 and len(result["history"]) == 2
-
-
 # --------------------------------------------------------------------------- actor-learner plumbing
 
 
@@ -217,12 +210,92 @@ def test_batch_queue_is_bounded_and_fifo():
 
 
 def test_train_config_knows_every_objective_and_rejects_bad_values():
-    from mapo_jax import config, objectives
-
-    assert config.OBJECTIVES == objectives.OBJECTIVES
     with pytest.raises(ValueError, match="unknown objective"):
         TrainConfig(objective="ppo")
     with pytest.raises(ValueError, match="alpha"):
         TrainConfig(alpha=1.5)
     with pytest.raises(ValueError, match="n_actors"):
         TrainConfig(n_actors=0)
+    for bad in (dict(learning_rate=-1.0), dict(learning_rate=0.0), dict(max_grad_norm=0.0),
+                dict(entropy_coeff=-0.1), dict(dropout=1.0)):
+        with pytest.raises(UserInputError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+# --------------------------------------------------------------------------- faults of a stopped run
+
+
+def _dev_steps(workdir):
+    return sorted(r["step"] for r in read_metrics(workdir) if "dev/accuracy" in r)
+
+
+@pytest.mark.timeout(600)
+def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(toy_programs, tmp_path):
+    """A first attempt that died after its step-0 evaluation (best/0 written) but before any regular
+    checkpoint: the same command starts over, with one step-0 record and no 'best/0 exists' error."""
+    cfg = small(toy_programs, n_steps=5)
+    train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
+    shutil.rmtree(tmp_path / checkpointing.LATEST)  # as if killed before the step-5 checkpoint
+    messages = []
+    train_and_evaluate(DataConfig(dataset="toy"), cfg, log=messages.append, workdir=str(tmp_path))
+    assert any("starting over from step 0" in m for m in messages)
+    assert _dev_steps(tmp_path) == [0, 5]
+    assert [r["step"] for r in _train_records(tmp_path)] == [5]
+
+
+@pytest.mark.timeout(600)
+def test_an_evaluation_cut_short_is_done_by_the_resumed_run(toy_programs, tmp_path, monkeypatch):
+    """Ctrl-C (or a kill after the checkpoint) while dev step 10 is being evaluated: the checkpoint
+    keeps that evaluation's parameters and the resumed run writes its record."""
+    real_evaluate = evaluation.evaluate
+    release = threading.Event()
+
+    def stalls_at_the_second_evaluation(*args, **kwargs):
+        if stalls_at_the_second_evaluation.calls == 1:
+            signal.raise_signal(signal.SIGINT)  # the learner finishes its step and checkpoints
+            release.wait(120)
+            raise RuntimeError("evaluation abandoned")  # never reaches metrics.jsonl
+        stalls_at_the_second_evaluation.calls += 1
+        return real_evaluate(*args, **kwargs)
+
+    stalls_at_the_second_evaluation.calls = 0
+    cfg = small(toy_programs, n_steps=20, eval_every=10, checkpoint_every=1000, n_actors=2)
+    monkeypatch.setattr(evaluation, "evaluate", stalls_at_the_second_evaluation)
+    try:
+        first = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
+    finally:
+        release.set()
+    assert first["interrupted"] and 10 not in _dev_steps(tmp_path)
+    monkeypatch.setattr(evaluation, "evaluate", real_evaluate)
+    result = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
+    assert result["step"] == 20 and _dev_steps(tmp_path) == [0, 10, 20]
+
+
+def test_a_workdir_has_one_owner(toy_programs, tmp_path):
+    with checkpointing.WorkdirLock(tmp_path):
+        with pytest.raises(checkpointing.WorkdirBusy, match="in use by another training"):
+            train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=2), log=lambda m: None,
+                               workdir=str(tmp_path))
+    assert not (tmp_path / "metrics.jsonl").exists()  # refused before touching anything
+
+
+def test_a_workdir_that_is_a_file_is_named(toy_programs, tmp_path):
+    (tmp_path / "run").write_text("")
+    with pytest.raises(UserInputError, match="is a file, not a directory"):
+        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=2), log=lambda m: None,
+                           workdir=str(tmp_path / "run"))
+
+
+def test_the_program_settings_reach_environments_model_and_warm_start(glove):
+    """--max_n_exp and friends used to change only the warm start: training built default Limits."""
+    from mapo_jax.training import _warm_start_settings, setup
+
+    program = ProgramConfig(max_n_exp=2, max_mem=40, max_valid=30)
+    s = setup(DataConfig(dataset="toy"), TrainConfig(min_count=1, hidden_size=16), program=program)
+    assert {env.limits for env in s.train_envs + s.dev_envs} == {program.limits}
+    assert {env.context.function_set for env in s.train_envs} == {"wtq"}
+    assert (s.model_config.max_variables, s.model_config.max_mem, s.model_config.max_valid) == (2, 40, 30)
+    warm = _warm_start_settings(None, program)
+    assert (warm.max_n_exp, warm.max_mem, warm.max_valid, warm.function_set) == (2, 40, 30, "wtq")
+    with pytest.raises(UserInputError, match="max_mem"):
+        ProgramConfig(max_n_exp=3, max_mem=3)

@@ -42,7 +42,6 @@ from mapo_jax.lisp.functions import TableView
 from mapo_jax.model import policy
 
 __all__ = [
-    "MAX_STEPS",
     "FROZEN",
     "Question",
     "load_featurizer",
@@ -55,13 +54,12 @@ __all__ = [
     "ratio_summary",
 ]
 
-MAX_STEPS = 20  # the training loop's program length limit (3 expressions, then <END>)
 FROZEN = ("pretrained_embeddings",)  # parameters the optimiser never changes: not part of the gradient
 _CHUNK = 32  # trajectories per jacrev call (one compilation, bounded memory)
 
 
 class Question(NamedTuple):
-    """One question and its memory buffer: reward-1 programs, distinct, at most ``MAX_STEPS`` tokens."""
+    """One question and its memory buffer: distinct reward-1 programs."""
 
     env: QAEnvironment
     buffer: Tuple[Trajectory, ...]
@@ -98,18 +96,19 @@ def find_buffers(envs: Sequence[QAEnvironment], *, gold_programs: Optional[Mappi
     """Memory buffers as the training loop's warm start fills them: the known gold program (the toy
     dataset's ``dataset.programs``) plus the reward-1 programs of ``rollouts`` random systematic rollouts.
     Questions with no reward-1 program are left out (MAPO's estimator needs a non-empty buffer)."""
-    from mapo_jax.explore.systematic import random_explore
+    from mapo_jax.explore.systematic import example_seed, random_explore
 
     out = []
-    for i, env in enumerate(envs):
+    for env in envs:
         found: Dict[Tuple[str, ...], Trajectory] = {}
         text = (gold_programs or {}).get(env.example.id)
         candidates = [tuple(env.context.tokens_from_text(text))] if text else []
         if rollouts:
-            candidates += list(random_explore(env, rollouts, set(), random.Random(seed * 7919 + i))[0])
+            rng = random.Random(example_seed(seed, env.example.id))
+            candidates += list(random_explore(env, rollouts, set(), rng)[0])
         for tokens in candidates:
             tokens = tuple(tokens)
-            if tokens in found or len(tokens) > MAX_STEPS:
+            if tokens in found:
                 continue
             trajectory = env.replay(tokens)
             if trajectory.reward == 1.0:
@@ -141,14 +140,15 @@ def _scores_chunk(trainable, frozen, inputs, batch, config: ModelConfig):
 
 
 def trajectory_scores(params, config: ModelConfig, inputs, trajectories: Sequence[Trajectory],
-                      rows: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+                      rows: Sequence[int], max_steps: int) -> Tuple[np.ndarray, np.ndarray]:
     """``(log π(τ) [T], ∇log π(τ) [T, P])`` of trajectories; trajectory ``i`` answers question ``rows[i]`` of
-    the encoder ``inputs``. ``P`` counts the trainable parameters (frozen word vectors excluded)."""
+    the encoder ``inputs``. ``P`` counts the trainable parameters (frozen word vectors excluded);
+    ``max_steps`` is the padded length (:func:`mapo_jax.decoding.max_program_steps` of the questions)."""
     trainable, frozen = _split(params)
     log_probs, scores = [], []
     for start in range(0, len(trajectories), _CHUNK):
         chunk = list(trajectories[start: start + _CHUNK])
-        batch = trajectory_batch(chunk, MAX_STEPS, config.max_valid, _CHUNK, list(rows[start: start + _CHUNK]))
+        batch = trajectory_batch(chunk, max_steps, config.max_valid, _CHUNK, list(rows[start: start + _CHUNK]))
         lp, sc = _scores_chunk(trainable, frozen, inputs, batch, config)
         log_probs.append(np.asarray(lp, np.float64)[: len(chunk)])
         scores.append(np.asarray(sc, np.float64)[: len(chunk)])
@@ -165,14 +165,15 @@ def question_moments(params, config: ModelConfig, featurizer: Featurizer, questi
     the ``n_samples`` on-policy draws."""
     envs = [q.env for q in questions]
     inputs = decoding.encoder_inputs(featurizer, envs)
-    samples = decoding.sample(params, config, envs, inputs, rng, n_samples=n_samples, max_steps=MAX_STEPS)
+    samples = decoding.sample(params, config, envs, inputs, rng, n_samples=n_samples)
     trajectories, rows, kinds = [], [], []
     for row, (q, drawn) in enumerate(zip(questions, samples)):
         for t in q.buffer:
             trajectories.append(t), rows.append(row), kinds.append("buffer")
         for t in drawn:
             trajectories.append(t), rows.append(row), kinds.append("sample")
-    log_probs, scores = trajectory_scores(params, config, inputs, trajectories, rows)
+    log_probs, scores = trajectory_scores(params, config, inputs, trajectories, rows,
+                                          decoding.max_program_steps(envs))
     rows, kinds = np.asarray(rows), np.asarray(kinds)
     out = []
     for row, q in enumerate(questions):

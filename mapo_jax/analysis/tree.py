@@ -1,4 +1,4 @@
-"""Measured gradient variance and clip bias on the exactly enumerable tree (``mapo_jax.objectives.TreeBed``).
+"""Measured gradient variance and clip bias on the exactly enumerable tree (:class:`~mapo_jax.analysis.estimators.TreeBed`).
 
 Each estimator of :class:`~mapo_jax.analysis.variance.Estimator` is run as the learner would run it: the
 programs are drawn, a :class:`~mapo_jax.objectives.SampleBatch` is filled in as the actor does (``k+`` buffer
@@ -17,7 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mapo_jax import objectives as obj
+from mapo_jax.analysis.estimators import (
+    TreeBed,
+    estimator_gradient,
+    exact_return_gradient,
+    make_tree_log_prob_fn,
+    tree_buffer_prob,
+    tree_log_probs,
+    tree_params_with_buffer_prob,
+)
 from mapo_jax.analysis.variance import (
     Estimator,
     StrataMoments,
@@ -27,6 +35,7 @@ from mapo_jax.analysis.variance import (
     optimal_stratified_variance,
     strata_moments,
 )
+from mapo_jax.objectives import SampleBatch, make_loss
 
 __all__ = [
     "tree_scores",
@@ -38,20 +47,20 @@ __all__ = [
 ]
 
 
-def tree_scores(bed: obj.TreeBed, params: jax.Array) -> np.ndarray:
+def tree_scores(bed: TreeBed, params: jax.Array) -> np.ndarray:
     """``∇_θ log π_θ(τ)`` of every program, flattened: [n_leaves, n_params]."""
-    jac = jax.jacrev(lambda p: obj.tree_log_probs(bed, p))(params)
+    jac = jax.jacrev(lambda p: tree_log_probs(bed, p))(params)
     return np.asarray(jac, np.float64).reshape(bed.n_leaves, -1)
 
 
-def tree_expected_return(bed: obj.TreeBed, params: jax.Array) -> float:
+def tree_expected_return(bed: TreeBed, params: jax.Array) -> float:
     """``E_π[R] = Σ_τ π(τ) R(τ)`` (paper eq. 1), the baseline the estimators with a baseline use."""
-    return float(np.exp(np.asarray(obj.tree_log_probs(bed, params), np.float64)) @ bed.rewards)
+    return float(np.exp(np.asarray(tree_log_probs(bed, params), np.float64)) @ bed.rewards)
 
 
-def tree_strata_moments(bed: obj.TreeBed, params: jax.Array, baseline: float = 0.0) -> StrataMoments:
+def tree_strata_moments(bed: TreeBed, params: jax.Array, baseline: float = 0.0) -> StrataMoments:
     """Exact strata moments of ``(R - b) ∇log π`` on the tree (enumerating its programs)."""
-    probs = np.exp(np.asarray(obj.tree_log_probs(bed, params), np.float64))
+    probs = np.exp(np.asarray(tree_log_probs(bed, params), np.float64))
     return strata_moments(tree_scores(bed, params), probs / probs.sum(), bed.rewards, bed.in_buffer, baseline)
 
 
@@ -60,14 +69,14 @@ def _draw(key: jax.Array, logits: jax.Array, n: int) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=None)
-def _estimates_fn(bed: obj.TreeBed, est: Estimator, n_seeds: int):
+def _estimates_fn(bed: TreeBed, est: Estimator, n_seeds: int):
     objective = "reinforce" if est.is_reinforce else "mapo"
-    loss_fn = obj.make_loss(objective, obj.make_tree_log_prob_fn(bed), alpha=est.alpha, entropy_coeff=0.0)
+    loss_fn = make_loss(objective, make_tree_log_prob_fn(bed), alpha=est.alpha, entropy_coeff=0.0)
     in_buffer = jnp.asarray(bed.in_buffer)
     rewards = jnp.asarray(bed.rewards)
 
     def one(params, baseline, key):
-        log_p = obj.tree_log_probs(bed, params)
+        log_p = tree_log_probs(bed, params)
         key_in, key_out = jax.random.split(key)
         if est.is_reinforce:
             programs = _draw(key_out, log_p, est.k_out)
@@ -80,19 +89,19 @@ def _estimates_fn(bed: obj.TreeBed, est: Estimator, n_seeds: int):
                 _draw(key_out, jnp.where(in_buffer, -jnp.inf, log_p), est.k_out)])
             rows_in = jnp.arange(est.budget) < est.k_in
             weights = jnp.where(rows_in, 1.0 / est.k_in, 1.0 / est.k_out)
-            pi_b = obj.tree_buffer_prob(bed, params)
+            pi_b = tree_buffer_prob(bed, params)
         n = programs.shape[0]
-        batch = obj.SampleBatch(
+        batch = SampleBatch(
             reward=rewards[programs], in_buffer=rows_in, pi_buffer=jnp.full((n,), pi_b, jnp.float32),
             sample_weight=weights.astype(jnp.float32), baseline=jnp.full((n,), baseline, jnp.float32),
             valid=jnp.ones((n,), bool), n_examples=jnp.asarray(1.0, jnp.float32))
-        return obj.estimator_gradient(loss_fn, params, (batch, programs))
+        return estimator_gradient(loss_fn, params, (batch, programs))
 
     return jax.jit(lambda params, baseline, key: jax.vmap(lambda k: one(params, baseline, k))(
         jax.random.split(key, n_seeds)))
 
 
-def tree_estimates(bed: obj.TreeBed, params: jax.Array, est: Estimator, key: jax.Array, n_seeds: int) -> np.ndarray:
+def tree_estimates(bed: TreeBed, params: jax.Array, est: Estimator, key: jax.Array, n_seeds: int) -> np.ndarray:
     """``n_seeds`` independent estimates ``[n_seeds, n_params]`` of ``est`` through ``make_loss`` (jitted,
     vmapped over seeds); the baseline, when used, is the exact ``E_π[R]``."""
     baseline = tree_expected_return(bed, params) if est.baseline else 0.0
@@ -100,9 +109,9 @@ def tree_estimates(bed: obj.TreeBed, params: jax.Array, est: Estimator, key: jax
     return np.asarray(out, np.float64)
 
 
-def tree_variance_sweep(bed: obj.TreeBed, pi_targets: Sequence[float], estimators: Sequence[Estimator], *,
+def tree_variance_sweep(bed: TreeBed, pi_targets: Sequence[float], estimators: Sequence[Estimator], *,
                         key: jax.Array, n_seeds: int = 2000, param_seed: int = 0) -> List[Dict]:
-    """For each target ``π_B`` (logits from :func:`mapo_jax.objectives.tree_params_with_buffer_prob`): the exact
+    """For each target ``π_B`` (logits from :func:`~mapo_jax.analysis.estimators.tree_params_with_buffer_prob`): the exact
     (Appendix C formulas on enumerated moments) and Monte Carlo variance of every estimator, and the optimal
     allocation's ``k+`` share and variance at the budget of the first stratified estimator (no baseline).
 
@@ -114,10 +123,10 @@ def tree_variance_sweep(bed: obj.TreeBed, pi_targets: Sequence[float], estimator
     stratified = [e for e in estimators if not e.is_reinforce]
     budget = stratified[0].budget if stratified else 2
     for i, target in enumerate(pi_targets):
-        params = obj.tree_params_with_buffer_prob(bed, float(target), seed=param_seed)
+        params = tree_params_with_buffer_prob(bed, float(target), seed=param_seed)
         b = tree_expected_return(bed, params)
         plain, with_b = tree_strata_moments(bed, params), tree_strata_moments(bed, params, b)
-        exact_grad = np.asarray(obj.exact_return_gradient(bed, params), np.float64).ravel()
+        exact_grad = np.asarray(exact_return_gradient(bed, params), np.float64).ravel()
         row = {"pi_buffer": plain.pi_buffer, "expected_return": b, "grad_norm": float(np.linalg.norm(exact_grad)),
                "exact": {}, "mc": {}, "mc_bias": {}, "noise_floor": {}}
         for j, est in enumerate(estimators):
@@ -133,7 +142,7 @@ def tree_variance_sweep(bed: obj.TreeBed, pi_targets: Sequence[float], estimator
     return rows
 
 
-def tree_clip_bias_sweep(bed: obj.TreeBed, pi_targets: Sequence[float], alpha: float = 0.1, *,
+def tree_clip_bias_sweep(bed: TreeBed, pi_targets: Sequence[float], alpha: float = 0.1, *,
                          key: jax.Array, n_seeds: int = 2000, param_seed: int = 0) -> List[Dict]:
     """Bias of MAPO (1 + 1, no baseline) with the clip ``α``, against ``π_B``: exact
     ``‖(max(π_B, α) - π_B)(μ+ - μ-)‖`` and measured ``‖mean of the estimates - ∇O‖`` with its noise floor
@@ -141,9 +150,9 @@ def tree_clip_bias_sweep(bed: obj.TreeBed, pi_targets: Sequence[float], alpha: f
     est = Estimator(f"MAPO alpha={alpha:g}", 1, 1, alpha=alpha)
     rows = []
     for i, target in enumerate(pi_targets):
-        params = obj.tree_params_with_buffer_prob(bed, float(target), seed=param_seed)
+        params = tree_params_with_buffer_prob(bed, float(target), seed=param_seed)
         m = tree_strata_moments(bed, params)
-        exact_grad = np.asarray(obj.exact_return_gradient(bed, params), np.float64).ravel()
+        exact_grad = np.asarray(exact_return_gradient(bed, params), np.float64).ravel()
         samples = tree_estimates(bed, params, est, jax.random.fold_in(key, i), n_seeds)
         bias = float(np.linalg.norm(clip_bias(m, alpha)))
         grad_norm = float(np.linalg.norm(exact_grad))

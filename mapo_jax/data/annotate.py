@@ -92,6 +92,11 @@ def _is_punctuation(token: str) -> bool:
     return not any(ch.isalnum() for ch in token)
 
 
+def has_words(tokens: Sequence[str]) -> bool:
+    """Whether a question says anything: a question of punctuation only gives the model nothing."""
+    return not all(_is_punctuation(token) for token in tokens)
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers and dates
 # ---------------------------------------------------------------------------------------------

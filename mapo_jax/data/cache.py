@@ -13,14 +13,15 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
+
+from mapo_jax.io_utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
 # Bump when preprocessing output changes for the same inputs and options.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -61,13 +62,5 @@ def cached(
             logger.warning("ignoring unreadable cache entry %s: %s", path, error)
     value = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL))
     return value, False

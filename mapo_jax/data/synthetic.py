@@ -3,7 +3,7 @@
 Why it exists: the whole training system (exploration, MAPO, evaluation) must run end to end on a
 laptop in minutes, and its tests need data that is always there. The toy dataset is a small themed
 world (football clubs, athletes, cities, films) of generated tables, with questions written from
-templates whose answers are computed by DSL programs (spec section 2.3), run by the project's
+templates whose answers are computed by DSL programs (`mapo_jax.lisp.functions`), run by the project's
 interpreter (`mapo_jax.lisp.interpreter`, the one exploration and evaluation use) with the
 question's annotated entities as constants. It is built to be *learnable by weak supervision*: a
 question's wording determines its program family (one template per family, see `TEMPLATES`), and
@@ -42,6 +42,7 @@ from mapo_jax.data.annotate import Annotation, TableIndex, annotate, stop_words,
 from mapo_jax.data.example import DATETIME_LIST, NUM_LIST, STRING_LIST, Dataset, Example
 from mapo_jax.data.tables import Cell, Table, build_table, property_name
 from mapo_jax.data.values import MONTHS, normalize
+from mapo_jax.errors import UserInputError
 from mapo_jax.lisp.functions import TableView, date_sort_key
 from mapo_jax.lisp.interpreter import ProgramContext, ProgramError
 
@@ -114,7 +115,7 @@ Arg = Union[Var, Const, str]  # str: `all_rows` or a property name such as `r.po
 
 @dataclass(frozen=True)
 class Expr:
-    """One flat expression `(function arg ...)`; arguments are never nested (spec section 2.4)."""
+    """One flat expression `(function arg ...)`; arguments are never nested."""
 
     function: str
     args: Tuple[Arg, ...]
@@ -651,7 +652,7 @@ def load_toy(split: str, config: ToyConfig = ToyConfig()) -> Dataset:
     the same config (examples are frozen; do not mutate a table's `values`).
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown toy split {split!r}; valid splits: {', '.join(SPLITS)}")
+        raise UserInputError(f"unknown toy split {split!r}; valid splits: {', '.join(SPLITS)}")
     generated = _generate(config)
     dev = set(generated.dev_tables)
     wanted = [i for i in range(config.n_tables) if (i in dev) == (split == "dev")]

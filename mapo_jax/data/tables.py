@@ -6,7 +6,7 @@ to programs are listed in `Table.columns` in table order (per source column: str
 date). The order must be deterministic (the original used Python 2 set order) because positions
 define the variable names `v0, v1, ...` that saved programs refer to.
 
-Typing rules (spec section 1.2, with DESIGN section 6 fixes):
+Typing rules (the original release's, with the fix stated in the last point):
 * every cell gets a string value, the official normaliser applied to its content;
 * a cell with fewer than `max_tokens_for_number` (10) tokens gets its CoreNLP `number` / `num2`;
 * a cell gets its CoreNLP `date` (`yyyy-mm-dd` with `xx` unknown parts) regardless of length;
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from mapo_jax.data.values import normalize, tsv_unescape
+from mapo_jax.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ Number = float
 CellValue = Union[str, float]
 
 
-class TableFormatError(ValueError):
+class TableFormatError(UserInputError):
     """A table file that cannot be turned into a typed table (the message names file and line)."""
 
 
@@ -223,16 +224,15 @@ def read_tagged_table(
     name: Optional[str] = None,
     max_tokens_for_number: int = 10,
     min_fraction_for_ordered: float = 0.2,
-    warnings: Optional[list] = None,
 ) -> Table:
     """Reads a CoreNLP-tagged table (`tagged/2xx-tagged/N.tagged`) into a `Table`.
 
-    A malformed cell line is skipped and described in `warnings` (a list to append to); a table
-    without a header or with no usable line raises `TableFormatError`.
+    Every line of the release's tables is well formed, so a malformed line or a missing cell means
+    a damaged file (typically cut off mid-line): it raises `TableFormatError` naming the file and
+    line rather than losing rows without a word.
     """
     path = Path(path)
     name = name or path.name
-    warnings = warnings if warnings is not None else []
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -253,13 +253,12 @@ def read_tagged_table(
             continue
         parts = line.split("\t")
         if len(parts) != len(header):
-            warnings.append(f"{path}:{line_no}: {len(parts)} fields, expected {len(header)}")
-            continue
+            raise TableFormatError(f"{path}:{line_no}: {len(parts)} fields, the header has {len(header)} "
+                                   f"(the file is cut off or damaged)")
         try:
             row, col = int(parts[0]), int(parts[1])
         except ValueError:
-            warnings.append(f"{path}:{line_no}: row/col are not integers: {parts[:2]}")
-            continue
+            raise TableFormatError(f"{path}:{line_no}: row/col are not integers: {parts[:2]}") from None
         get = lambda f: parts[field_index[f]]  # noqa: E731
         if row == -1:
             heads[col] = (get("id"), tsv_unescape(get("content")))
@@ -284,8 +283,8 @@ def read_tagged_table(
         for c in range(n_cols):
             cell = grid.get((r, c))
             if cell is None:
-                warnings.append(f"{path}: cell ({r}, {c}) missing, read as empty")
-                cell = Cell(text="", n_tokens=0)
+                raise TableFormatError(f"{path}: no line for the cell of row {r}, column {c} "
+                                       f"(the file is cut off or damaged)")
             row.append(cell)
         rows.append(row)
     bases = [column_base(heads[c][0], heads[c][1], c) for c in range(n_cols)]

@@ -1,4 +1,4 @@
-"""The encoder vocabulary and the pretrained vectors behind it (spec sections 1.3, 1.4, 4.1, 4.3).
+"""The encoder vocabulary and the pretrained vectors behind it (docs/architecture.md#data-and-preprocessing).
 
 Ids: `<UNK>=0, <START>=1, <DECODE>=2, <END>=3`, then every token seen at least `min_count` times
 whose GloVe lookup succeeds, ordered by (count desc, token desc). Only GloVe-backed words get ids
@@ -94,8 +94,8 @@ class EncoderVocab:
 def anonymize(example: Example) -> Tuple[str, ...]:
     """The example's tokens with date mentions -> `<DECODE>` and number mentions -> `<START>`.
 
-    Every num/date entity counts, whether or not its value occurs in the table (spec 1.3). A year
-    is both a number and a date entity here (DESIGN section 6), so where spans overlap the date
+    Every num/date entity counts, whether or not its value occurs in the table. A year
+    is both a number and a date entity here, so where spans overlap the date
     wins: the original's CoreNLP tagged such tokens DATE, never NUMBER.
     """
     tokens = list(example.tokens)
@@ -137,7 +137,7 @@ def build_encoder_vocab(
 
 
 def pretrained_matrix(vocab: EncoderVocab, vectors: WordVectors) -> np.ndarray:
-    """float32 [len(vocab) - 4, dim]: row i is the (frozen) GloVe vector of id i + 4 (spec 4.1).
+    """float32 [len(vocab) - 4, dim]: row i is the (frozen) GloVe vector of id i + 4.
 
     A token the vectors cannot resolve (only possible for a vocabulary loaded from elsewhere) gets a
     zero row, with a warning.
@@ -156,7 +156,7 @@ def pretrained_matrix(vocab: EncoderVocab, vectors: WordVectors) -> np.ndarray:
 
 
 def column_value_embedding(column: Column, vectors: WordVectors) -> np.ndarray:
-    """float32[dim]: (mean vector of the column-name words + vector of the kind word) / 2 (spec 4.3).
+    """float32[dim]: (mean vector of the column-name words + vector of the kind word) / 2.
 
     Name words (the base split on `_`) are resolved with the GloVe lookup fallbacks and the mean is
     over all resolved words (a `a\\/b` word contributes two); if none resolve, the raw words are

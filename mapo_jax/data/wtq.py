@@ -9,7 +9,8 @@ Layout expected under the data directory (the official release unpacked as is):
 `<data_dir>` comes from `--data_dir`, else `$MAPO_DATA_DIR`, else `data/`. Question files of the
 release format (`id, utterance, context, targetValue`, optionally `targetCanon`) are read by their
 header, so a tagged question file (e.g. the test split's) works too and brings its `targetCanon`.
-Bad lines and bad tables are skipped with a warning and counted in the stats; nothing crashes.
+Bad question lines are skipped with a warning and counted in the stats. A tagged table that cannot
+be read (the release has none) means a damaged copy of the release and is an error naming the file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Union
 
 from mapo_jax.data import cache as cache_lib
-from mapo_jax.data.annotate import AnnotationOptions, TableIndex, annotate
+from mapo_jax.data.annotate import AnnotationOptions, TableIndex, annotate, has_words
 from mapo_jax.data.example import DATETIME_LIST, NUM_LIST, STRING_LIST, Dataset, Example
 from mapo_jax.data.tables import Table, TableFormatError, read_tagged_table
 from mapo_jax.data.values import (
@@ -34,6 +35,7 @@ from mapo_jax.data.values import (
     target_values,
     tsv_unescape_list,
 )
+from mapo_jax.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ def split_path(root: Path, split: str) -> Path:
         candidate = Path(split)
         if candidate.is_file():
             return candidate
-        raise ValueError(
+        raise UserInputError(
             f"unknown split {split!r}: valid splits are {split_names()}, or the path of a "
             f"question file in the release format"
         )
@@ -140,12 +142,15 @@ def read_questions(path: Union[str, Path], failures: Optional[list] = None) -> L
     """
     path = Path(path)
     failures = failures if failures is not None else []
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as error:
+        raise UserInputError(f"{path}: not a question file (not UTF-8 text: {error})") from None
     header = lines[0].rstrip("\r").split("\t") if lines else []
     missing = [name for name in REQUIRED_FIELDS if name not in header]
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f"{path}: not a question file of the release format (header lacks {missing}; "
             f"expected columns {', '.join(REQUIRED_FIELDS)})"
         )
@@ -181,8 +186,7 @@ def read_questions(path: Union[str, Path], failures: Optional[list] = None) -> L
 
 class TableSet(NamedTuple):
     tables: Dict[str, Table]
-    failures: List[str]  # tables that could not be read, with reasons
-    warnings: List[str]  # lines skipped inside tables that were read
+    failures: List[str]  # tables that could not be read, with reasons (file and line)
 
 
 def _table_files(root: Path) -> List[Path]:
@@ -193,15 +197,25 @@ def _table_files(root: Path) -> List[Path]:
 
 
 def _read_all_tables(files: List[Path], table_options: dict) -> TableSet:
-    tables, failures, warnings = {}, [], []
+    tables, failures = {}, []
     for path in files:
         name = _context_of(path)
         try:
-            tables[name] = read_tagged_table(path, name=name, warnings=warnings, **table_options)
+            tables[name] = read_tagged_table(path, name=name, **table_options)
         except TableFormatError as error:
             failures.append(str(error))
-            logger.warning("skipping table: %s", error)
-    return TableSet(tables, failures, warnings)
+    return TableSet(tables, failures)
+
+
+def check_tables(table_set: TableSet, root: Path) -> None:
+    """Every table of the release reads cleanly, so one that does not means a damaged copy: refused,
+    naming the files, rather than losing its questions without a word."""
+    if table_set.failures:
+        listed = "\n  ".join(table_set.failures[:5])
+        more = f"\n  ... and {len(table_set.failures) - 5} more" if len(table_set.failures) > 5 else ""
+        raise TableFormatError(
+            f"{len(table_set.failures)} tagged tables under {root / 'tagged'} cannot be read; this copy "
+            f"of the release is damaged (unzip it again from {DOWNLOAD_URL}):\n  {listed}{more}")
 
 
 def load_tables(
@@ -284,6 +298,7 @@ def example_stats(examples: List[Example]) -> dict:
         "fraction_with_date": sum(c > 0 for c in per_type[DATETIME_LIST]) / n,
         "median_entities_per_question": statistics.median([len(ex.entities) for ex in examples]) if examples else 0,
         "answer_types": dict(sorted(answer_types.items())),
+        "questions_without_words": sum(not has_words(ex.tokens) for ex in examples),
     }
 
 
@@ -324,6 +339,7 @@ def load_wtq(
     root = release_root(data_dir)
     path = split_path(root, split)
     table_set, tables_key, tables_hit = load_tables(root, table_options, cache_dir, use_cache)
+    check_tables(table_set, root)
     key = cache_lib.cache_key(
         "wtq-examples", tables_key, asdict(options), infer_canon_answers,
         cache_lib.file_signature(path),
@@ -340,6 +356,10 @@ def load_wtq(
     )
     for message in (line_failures + example_failures)[:10]:
         logger.warning("skipped: %s", message)
+    wordless = [ex.id for ex in examples if not has_words(ex.tokens)]
+    if wordless:
+        logger.warning("%s: %d questions have no words (e.g. %s); their answers can only be guesses",
+                       path, len(wordless), ", ".join(wordless[:5]))
     used = sorted({ex.table for ex in examples})
     stats = {
         "dataset": "wtq",
@@ -351,8 +371,6 @@ def load_wtq(
         "failures": (line_failures + example_failures)[:MAX_LISTED_FAILURES],
         "tables_parsed": len(table_set.tables),
         "tables_failed": len(table_set.failures),
-        "table_failures": table_set.failures[:MAX_LISTED_FAILURES],
-        "table_line_warnings": len(table_set.warnings),
         "tables_used_by_split": len(used),
         "cache": {"tables": "hit" if tables_hit else "miss", "examples": "hit" if hit else "miss"},
         **example_stats(examples),
@@ -372,6 +390,10 @@ def read_targets(path: Union[str, Path], infer: bool = True) -> Dict[str, list]:
     This is what `launch/evaluate.py` scores against; with a tagged file it is exactly the official
     evaluator's reading, without one `infer` approximates the canonical strings.
     """
-    return {
-        q.id: target_values(q.target_value, q.target_canon, infer) for q in read_questions(path)
-    }
+    targets = {}
+    for q in read_questions(path):
+        try:
+            targets[q.id] = target_values(q.target_value, q.target_canon, infer)
+        except ValueError as error:  # e.g. a targetCanon with another number of items
+            raise UserInputError(f"{path}: question {q.id}: {error}") from None
+    return targets

@@ -1,4 +1,5 @@
-"""Systematic exploration (MAPO paper, Algorithm 1) and the random-exploration warm start (spec section 3).
+"""Systematic exploration (MAPO paper, Algorithm 1) and the random-exploration warm start
+(docs/architecture.md#exploration).
 
 Systematic exploration samples a program token by token but never enters a prefix that is already
 *fully explored*: every finished program is recorded as explored, and a prefix whose every valid
@@ -20,7 +21,6 @@ import json
 import math
 import random
 import re
-from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
 
@@ -235,7 +235,9 @@ def summarise_counts(counts: Iterable[int]) -> Dict[str, float]:
 
 
 def example_seed(seed: int, example_id: str) -> int:
-    """A per-example seed that does not depend on process scheduling or Python's hash salt."""
+    """The seed of a question's own random generator (every warm start and analysis uses it): it depends
+    on the run's seed and the question's id only, not on process scheduling, the question's position in
+    a shard or Python's hash salt."""
     import zlib
 
     return (seed * 1_000_003 + zlib.crc32(example_id.encode("utf-8"))) % (2**32)

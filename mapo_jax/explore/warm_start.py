@@ -41,6 +41,8 @@ from mapo_jax.explore.systematic import (
     random_explore,
     summarise_counts,
 )
+from mapo_jax.errors import UserInputError
+from mapo_jax.io_utils import atomic_write_text, read_json
 from mapo_jax.lisp.functions import TableView
 from mapo_jax.lisp.interpreter import Limits
 
@@ -120,10 +122,7 @@ def _worker(job):
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data))
 
 
 def run_warm_start(
@@ -142,9 +141,9 @@ def run_warm_start(
     settings.pop("processes")
     settings_path = out_dir / "settings.json"
     if settings_path.exists():
-        previous = json.loads(settings_path.read_text())
+        previous = read_json(settings_path)
         if previous != settings:
-            raise ValueError(
+            raise UserInputError(
                 f"{out_dir} holds a run with other settings ({previous}); use another --out or delete it"
             )
     else:
@@ -229,7 +228,7 @@ def _merge(out_dir: Path, n_chunks: int, count: int, config: WarmStartConfig, wa
 
 def load_programs(path: str | Path) -> Dict[str, List[str]]:
     """Reads `programs.json` (a warm start's output): example id -> program token strings."""
-    data = json.loads(Path(path).read_text())
+    data = read_json(path)
     if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a mapo_jax programs file (format {data.get('format')!r})")
+        raise UserInputError(f"{path}: not a mapo_jax programs file (format {data.get('format')!r})")
     return data["programs"]

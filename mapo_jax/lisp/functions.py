@@ -1,4 +1,5 @@
-"""The DSL functions over a typed table (spec section 2.3) and their code-assistance rules (2.4).
+"""The DSL functions over a typed table and their code-assistance rules
+(docs/architecture.md#the-interpreter-and-programs).
 
 Values inside the interpreter:
 * a set of rows (`entity_list`) is an int bit mask, bit i = row i: filters are `&`, next/previous
@@ -6,7 +7,7 @@ Values inside the interpreter:
 * string / number / date lists are tuples (`date` values are `yyyy-mm-dd` strings with `xx` parts);
 * a property is its name (`r.points-number`); a `num` result is a 1-tuple of float.
 
-Deliberate differences from the original (DESIGN section 6): comparisons never mix numbers and dates
+Deliberate differences from the original: comparisons never mix numbers and dates
 (a number list only meets number properties, a date list only date properties); dates compare and
 match on the parts both dates know (`1984-xx-xx` equals `1984-05-02`, and is less than
 `1985-01-01`); every output order is deterministic (row order, first occurrence).

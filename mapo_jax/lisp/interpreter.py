@@ -9,7 +9,7 @@ variables that earlier expressions created (numbered on after the constants). A 
 of one question form a trie: a thousand rollouts over the same question share every prefix they
 have in common and each prefix is analysed once; "cloning" a state is free.
 
-Code assistance is stronger than the original's (spec section 2.4): a token is offered only if the
+Code assistance is stronger than the original's: a token is offered only if the
 expression it extends can still be completed into one whose result is non-empty (a look-ahead over
 the remaining arguments), so every program built from offered tokens executes, keeps its row sets
 non-empty and never reaches a dead end.
@@ -38,7 +38,7 @@ class ProgramError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Program limits (spec section 2.5): expressions per program, memory slots, valid-token slots."""
+    """Program limits: expressions per program, memory slots, valid-token slots."""
 
     max_n_exp: int = 3
     max_mem: int = 60
@@ -53,7 +53,7 @@ class Limits:
 def decoder_vocabulary(function_set: str = "wtq", max_mem: int = 60) -> Tuple[str, ...]:
     """Decoder tokens: specials, functions, all_rows, <ERROR>, parentheses, v0..v{max_mem-1}.
 
-    WTQ: 4 + 23 + 4 = 31 builtin tokens and 91 in all with 60 memory slots (spec section 2.2).
+    WTQ: 4 + 23 + 4 = 31 builtin tokens and 91 in all with 60 memory slots.
     """
     functions = tuple(f.name for f in FUNCTION_SETS[function_set])
     return SPECIAL_TOKENS + functions + (ALL_ROWS, ERROR, OPEN, CLOSE) + tuple(

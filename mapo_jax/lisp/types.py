@@ -1,4 +1,4 @@
-"""The DSL's type hierarchy (spec section 2.1).
+"""The DSL's type hierarchy (docs/architecture.md#the-interpreter-and-programs).
 
 A token fits an argument slot when its own type or one of its ancestors is among the slot's types.
 `num` (results of count / sum / average / diff) has no ancestors, and no function takes it, so such

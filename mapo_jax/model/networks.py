@@ -1,4 +1,4 @@
-"""Flax modules of the NSM/MAPO policy (paper section 5.1, spec section 4).
+"""Flax modules of the NSM/MAPO policy (paper section 5.1; docs/architecture.md#the-model).
 
 Encoder: frozen word vectors projected to `hidden` (plus trainable rows for the 4 special tokens)
 and the binary in-table feature, a 2-layer bidirectional LSTM whose second layer is residual,
@@ -25,8 +25,16 @@ from mapo_jax.config import ModelConfig  # noqa: F401  (re-exported: the model's
 NEG_INF = -1e9  # masked logits; finite so that 0 * NEG_INF stays finite in entropies
 
 
-class LSTMCell(nn.RNNCellBase):
-    """TF1 BasicLSTMCell semantics: one kernel on [x; h], gates (i, j, f, o), forget bias +1."""
+def lstm_update(c: jax.Array, gates: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """The LSTM rule of TF1's BasicLSTMCell, shared by the encoder and the decoder: gate
+    pre-activations [..., 4H] split as (i, j, f, o), forget bias +1; returns the new (c, h)."""
+    i, j, f, o = jnp.split(gates, 4, axis=-1)
+    c = c * jax.nn.sigmoid(f + 1.0) + jax.nn.sigmoid(i) * jnp.tanh(j)
+    return c, jnp.tanh(c) * jax.nn.sigmoid(o)
+
+
+class LSTMCell(nn.Module):
+    """One decoder step of :func:`lstm_update` with one kernel on [x; h]."""
 
     features: int
 
@@ -36,18 +44,8 @@ class LSTMCell(nn.RNNCellBase):
         gates = nn.Dense(4 * self.features, kernel_init=nn.initializers.glorot_uniform(), name="gates")(
             jnp.concatenate([inputs, h], axis=-1)
         )
-        i, j, f, o = jnp.split(gates, 4, axis=-1)
-        c = c * jax.nn.sigmoid(f + 1.0) + jax.nn.sigmoid(i) * jnp.tanh(j)
-        h = jnp.tanh(c) * jax.nn.sigmoid(o)
+        c, h = lstm_update(c, gates)
         return (c, h), h
-
-    def initialize_carry(self, rng, input_shape):
-        shape = input_shape[:-1] + (self.features,)
-        return jnp.zeros(shape), jnp.zeros(shape)
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
 
 
 class EncoderInputs(NamedTuple):
@@ -94,8 +92,14 @@ class DecoderState(NamedTuple):
     variables: jax.Array  # [B, max_variables, H]; variable j lives in slot n_builtin + n_constants + j
 
 
+def initial_state(encoded: Encoded, config: ModelConfig) -> DecoderState:
+    """The decoder state before the first step: encoder final states, no variables yet."""
+    batch = encoded.memory.shape[0]
+    return DecoderState(encoded.state, jnp.zeros((batch, config.max_variables, config.hidden_size)))
+
+
 class _LSTMLayer(nn.Module):
-    """One LSTM layer over a padded sequence [B, L, D] (TF1 BasicLSTMCell semantics).
+    """One LSTM layer (:func:`lstm_update`) over a padded sequence [B, L, D].
 
     The input half of the gate kernel is applied to all timesteps in one matmul before the scan,
     so the scan only does the recurrent half (same parameters as one [D + H, 4H] kernel).
@@ -120,9 +124,7 @@ class _LSTMLayer(nn.Module):
         def step(carry, inputs):
             c, hidden = carry
             z, alive = inputs
-            i, j, f, o = jnp.split(z + hidden @ recurrent, 4, axis=-1)
-            new_c = c * jax.nn.sigmoid(f + 1.0) + jax.nn.sigmoid(i) * jnp.tanh(j)
-            new_h = jnp.tanh(new_c) * jax.nn.sigmoid(o)
+            new_c, new_h = lstm_update(c, z + hidden @ recurrent)
             alive = alive[:, None]
             carry = (jnp.where(alive, new_c, c), jnp.where(alive, new_h, hidden))
             return carry, jnp.where(alive, new_h, 0.0)
@@ -225,10 +227,6 @@ class Policy(nn.Module):
             state=(fw1, fw2),
         )
 
-    def initial_state(self, encoded: Encoded) -> DecoderState:
-        batch = encoded.memory.shape[0]
-        return DecoderState(encoded.state, jnp.zeros((batch, self.config.max_variables, self.config.hidden_size)))
-
     def _run_direction(self, x, length, deterministic, reverse):
         layer = self.encoder_backward if reverse else self.encoder_forward
         return layer(x, length, deterministic)
@@ -261,7 +259,7 @@ class Policy(nn.Module):
         weights = jax.nn.softmax(scores, axis=-1)
         context = jnp.einsum("bl,blh->bh", weights, encoded.attention_values)
         hidden = self.attention_output(jnp.concatenate([output, context], axis=-1))
-        # A new variable's key is the decoder output of the step after its `)` (spec section 4.4).
+        # A new variable's key is the decoder output of the step after its `)`.
         j = step.write_id - first_variable
         writes = (step.write_id >= 0) & (j >= 0) & (j < self.config.max_variables)
         slot = jnp.clip(j, 0, self.config.max_variables - 1)
@@ -275,4 +273,4 @@ class Policy(nn.Module):
     def __call__(self, inputs: EncoderInputs, step: StepInputs, deterministic: bool = True):
         """Encode + one step: used only to create every parameter at init."""
         encoded = self.encode(inputs, deterministic)
-        return self.decode_step(encoded, self.initial_state(encoded), step, deterministic)
+        return self.decode_step(encoded, initial_state(encoded, self.config), step, deterministic)

@@ -26,6 +26,7 @@ from mapo_jax.model.networks import (
     ModelConfig,
     Policy,
     StepInputs,
+    initial_state,  # noqa: F401  (part of this module's interface: decoding starts from it)
 )
 
 Params = dict
@@ -87,11 +88,6 @@ def _init(rng: jax.Array, config: ModelConfig) -> Params:
     return network(config).init(rng, inputs, step)["params"]
 
 
-def parameter_shapes(config: ModelConfig) -> Params:
-    """Shapes and dtypes of the parameters, without computing them."""
-    return jax.eval_shape(lambda: _init(jax.random.PRNGKey(0), config))
-
-
 def count_parameters(params: Params, trainable_only: bool = True) -> int:
     leaves = jax.tree_util.tree_leaves_with_path(params)
     return sum(
@@ -107,12 +103,6 @@ def encode(params: Params, inputs: EncoderInputs, config: ModelConfig,
     chex.assert_rank([inputs.tokens, inputs.constant_spans], [2, 3])
     rngs = None if deterministic else {"dropout": rng}
     return network(config).apply({"params": params}, inputs, deterministic, method=Policy.encode, rngs=rngs)
-
-
-def initial_state(encoded: Encoded, config: ModelConfig) -> DecoderState:
-    """The decoder state before the first step: encoder final states, no variables yet."""
-    batch = encoded.memory.shape[0]
-    return DecoderState(encoded.state, jnp.zeros((batch, config.max_variables, config.hidden_size)))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
