@@ -1,6 +1,6 @@
 """Kill -9 a toy training at random moments; the same command must always finish the run exactly.
 
-    python benchmarks/kill_resume.py [--kills=20] [--seed=0] [--steps=300] [--max_delay=60]
+    python benchmarks/kill_resume.py [--kills=20] [--seed=0] [--steps=300] [--max_delay=40]
 
 First one uninterrupted reference run. Then a second run directory is trained with the same command
 and killed with SIGKILL `--kills` times: once the moment the first best checkpoint after step 0
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--max_delay", type=float, default=60.0)
+    parser.add_argument("--max_delay", type=float, default=40.0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="kill_resume_"))
@@ -96,6 +96,7 @@ def main() -> None:
         train, dev = records(killed)
         figures = {
             "kills": args.kills,
+            "kills_that_landed": sum(1 for e in events if "killed" in e),
             "events": events,
             "final_exit_code": result.returncode,
             "train_records_equal": train == train_ref,
