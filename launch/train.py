@@ -39,7 +39,8 @@ def main(argv):
     if result["interrupted"]:
         print(f"interrupted at step {result['step']}; run the same command to resume", file=sys.stderr)
     elif best:
-        print(f"done: step {result['step']}, best dev accuracy {best['dev/accuracy']:.4f} at step {best['step']}")
+        how = "early stop" if result.get("early_stopped") else "done"
+        print(f"{how}: step {result['step']}, best dev accuracy {best['dev/accuracy']:.4f} at step {best['step']}")
 
 
 if __name__ == "__main__":

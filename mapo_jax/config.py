@@ -145,6 +145,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # learner steps between checkpoints
     keep_checkpoints: int = 3
     log_every: int = 20  # learner steps between training-metric lines
+    early_stop_evals: int = 0  # stop once this many dev evaluations in a row bring no new best (0: never)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -164,15 +165,16 @@ class TrainConfig:
                      "checkpoint_every", "keep_checkpoints", "log_every", "eval_every", "bloom_capacity"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.policy_lag < 0 or self.n_steps < 0:
-            raise UserInputError("policy_lag and n_steps must be >= 0")
+        if self.policy_lag < 0 or self.n_steps < 0 or self.early_stop_evals < 0:
+            raise UserInputError("policy_lag, n_steps and early_stop_evals must be >= 0")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
 
 # Fields that may differ when a run is restarted (they do not change what is learned so far).
-RESUMABLE_CHANGES = ("n_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "programs_file")
+RESUMABLE_CHANGES = ("n_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "programs_file",
+                     "early_stop_evals")
 
 
 RUN_CONFIG_FORMAT = "mapo_jax.run_config/2"
@@ -278,6 +280,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("checkpoint_every", train.checkpoint_every, "Learner steps between checkpoints.")
     flags.DEFINE_integer("keep_checkpoints", train.keep_checkpoints, "Latest checkpoints kept (the best one is kept too).")
     flags.DEFINE_integer("log_every", train.log_every, "Learner steps between training-metric lines.")
+    flags.DEFINE_integer("early_stop_evals", train.early_stop_evals,
+                         "Stop once this many dev evaluations in a row bring no new best (0: train all n_steps).")
     flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, metrics (see mapo_jax/checkpointing.py).")
     PROJECT_FLAGS = frozenset(set(flags.FLAGS) - before)
     _DEFINED = True
@@ -363,5 +367,5 @@ def train_config_from_flags(flag_values=None) -> TrainConfig:
         programs_file=f.programs_file, glove_file=f.glove_file, seed=f.train_seed,
         n_actors=f.n_actors, publish_every=f.publish_every, policy_lag=f.policy_lag, queue_size=f.queue_size,
         bloom_capacity=f.bloom_capacity, beam_size=f.beam_size, checkpoint_every=f.checkpoint_every,
-        keep_checkpoints=f.keep_checkpoints, log_every=f.log_every,
+        keep_checkpoints=f.keep_checkpoints, log_every=f.log_every, early_stop_evals=f.early_stop_evals,
     )

@@ -229,6 +229,14 @@ class _Evaluator(threading.Thread):
         with self._cond:
             return ([self._current] if self._current is not None else []) + [r for r in self._requests if r]
 
+    def wait_before(self, step: int, check: Callable[[], None]) -> None:
+        """Returns once every evaluation of a step before `step` is recorded; `check()` runs while
+        waiting (it raises if the evaluator failed)."""
+        with self._cond:
+            while any(s < step for s, _ in self.pending()):
+                check()
+                self._cond.wait(0.1)
+
     @property
     def backlog(self) -> int:
         return len(self.pending())
@@ -246,6 +254,7 @@ class _Evaluator(threading.Thread):
                 self._on_result(step, params, self._evaluate(params))
                 with self._cond:
                     self._current = None
+                    self._cond.notify_all()
         except BaseException:
             self.error = traceback.format_exc()
 
@@ -355,6 +364,12 @@ def _console_line(record: dict, n_steps: int, best: dict) -> str:
             f"return {record['actor/on_policy_return']:.3f}  coverage {record['actor/buffer_coverage']:.3f}  "
             f"{rate:.2f} steps/s (waiting {record['learner/wait_fraction']:.0%})  "
             f"ETA {format_duration((n_steps - step) / max(rate, 1e-9))}  best {dev}")
+
+
+def evaluations_without_improvement(history: Sequence[dict]) -> int:
+    """How many dev evaluations came after the best one (the first best, on ties)."""
+    accuracies = [r["dev/accuracy"] for r in sorted(history, key=lambda r: r["step"])]
+    return len(accuracies) - 1 - int(np.argmax(accuracies)) if accuracies else 0
 
 
 def _best_of(history: Sequence[dict]) -> dict:
@@ -510,10 +525,24 @@ def _train(data_config, cfg: TrainConfig, log, workdir_path: Optional[Path], war
     if restored is None:
         evaluator.submit(0, current_params())
 
+    def plateaued(step: int) -> bool:
+        """Early stopping, decided at evaluation steps from the evaluations of earlier steps only (waited
+        for), so the step a run stops at does not depend on how fast the evaluator is."""
+        if not cfg.early_stop_evals or step % cfg.eval_every:
+            return False
+        evaluator.wait_before(step, check_failures)
+        return evaluations_without_improvement([r for r in history if r["step"] < step]) >= cfg.early_stop_evals
+
     step = start_step
     window = _MetricsWindow()
+    early_stopped = False
     try:
         while step < cfg.n_steps and not interrupted.is_set():
+            if plateaued(step):
+                early_stopped = True
+                log(f"[train] early stop at step {step}: {cfg.early_stop_evals} dev evaluations without a new best "
+                    f"(best {best['dev/accuracy']:.4f} @ {best['step']})")
+                break
             waited = time.perf_counter()
             actor_thread = threads[step % cfg.n_actors]
             batch_step, batch, stats = actor_thread.queue.get(check_failures)
@@ -562,7 +591,7 @@ def _train(data_config, cfg: TrainConfig, log, workdir_path: Optional[Path], war
             checkpointer.close()
     history.sort(key=lambda r: r["step"])
     return {"history": history, "params": jax.device_get(current_params()), "config": config,
-            "best": dict(best), "step": step, "interrupted": interrupted.is_set()}
+            "best": dict(best), "step": step, "interrupted": interrupted.is_set(), "early_stopped": early_stopped}
 
 
 def _due_evaluations(restored: Optional[checkpointing.FullState], history: Sequence[dict]) -> List[tuple]:

@@ -299,3 +299,35 @@ def test_the_program_settings_reach_environments_model_and_warm_start(glove):
     assert (warm.max_n_exp, warm.max_mem, warm.max_valid, warm.function_set) == (2, 40, 30, "wtq")
     with pytest.raises(UserInputError, match="max_mem"):
         ProgramConfig(max_n_exp=3, max_mem=3)
+
+
+def test_evaluations_without_improvement_counts_from_the_first_best():
+    from mapo_jax.training import evaluations_without_improvement
+
+    history = [{"step": s, "dev/accuracy": a} for s, a in [(20, 0.6), (0, 0.5), (10, 0.6), (30, 0.55)]]
+    assert evaluations_without_improvement(history) == 2
+    assert evaluations_without_improvement(history[:2]) == 0
+    assert evaluations_without_improvement([]) == 0
+
+
+@pytest.mark.timeout(600)
+def test_early_stopping_stops_at_the_same_step_and_stays_stopped(toy_programs, tmp_path, monkeypatch):
+    """Dev accuracies 0.5, 0.6, 0.6, 0.5 at steps 0..30 with patience 2: the run stops at step 40 (decided
+    from evaluations before 40 only), and the same command then finds nothing left to do."""
+    accuracies = [0.5, 0.6, 0.6, 0.5, 0.4, 0.3, 0.2]
+    calls = iter(accuracies)
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: _fake_result(next(calls)))
+    cfg = small(toy_programs, n_steps=100, eval_every=10, early_stop_evals=2)
+    result = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
+    assert result["early_stopped"] and result["step"] == 40
+    assert _dev_steps(tmp_path) == [0, 10, 20, 30, 40] and result["best"]["step"] == 10
+    again = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
+    assert again["early_stopped"] and again["step"] == 40 and _dev_steps(tmp_path) == [0, 10, 20, 30, 40]
+
+
+def _fake_result(accuracy: float) -> evaluation.EvalResult:
+    """An evaluation of 10 questions with the given accuracy (multiples of 0.1)."""
+    n_correct = round(accuracy * 10)
+    results = [evaluation.QuestionResult(f"q{i}", "", [evaluation.Candidate("p", "p", 0.0, 1.0, ("a",), i < n_correct)])
+               for i in range(10)]
+    return evaluation.EvalResult(results, 0.0)
