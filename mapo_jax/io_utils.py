@@ -17,6 +17,7 @@ def atomic_write(path: Union[str, Path], write: Callable[[BinaryIO], None]) -> N
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide run files from the user's other accounts and tools
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
