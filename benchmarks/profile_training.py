@@ -113,7 +113,10 @@ def main() -> None:
     from mapo_jax.config import DataConfig, TrainConfig
     from mapo_jax.explore.warm_start import load_programs
     from mapo_jax.model import policy
-    from mapo_jax.training import _full_state, _learner, _shard_buffer, setup
+    from mapo_jax.training import setup
+    from mapo_jax.training.actor_pool import ActorState, shard_buffer
+    from mapo_jax.training.learner import compiled_update, to_devices
+    from mapo_jax.training.run_state import RunState, to_checkpoint
 
     clock = StageClock()
     jax.monitoring.register_event_duration_secs_listener(clock.charge_compilation)
@@ -132,9 +135,9 @@ def main() -> None:
         print(f"parameters of {args.workdir} step {step}", flush=True)
     shard = s.train_envs[0::cfg.n_actors]
     actor = Actor(shard, s.featurizer, s.model_config, questions_per_step=cfg.questions_per_step,
-                  buffer=_shard_buffer(buffer, shard), bloom_capacity=cfg.bloom_capacity // cfg.n_actors)
-    optimizer, update = _learner(learning.make_policy_loss, s.model_config, cfg.objective, cfg.alpha,
-                                 cfg.entropy_coeff, cfg.learning_rate, cfg.max_grad_norm)
+                  buffer=shard_buffer(buffer, shard), bloom_capacity=cfg.bloom_capacity // cfg.n_actors)
+    optimizer, update = compiled_update(learning.make_policy_loss, s.model_config, cfg.objective, cfg.alpha,
+                                        cfg.entropy_coeff, cfg.learning_rate, cfg.max_grad_norm)
     state = learning.replicate(learning.init_state(params, optimizer, jax.random.PRNGKey(1)), 1)
     queue = BatchQueue(2)
 
@@ -146,9 +149,7 @@ def main() -> None:
             queue.put((0, batch, None))
             _, batch, _ = queue.get(lambda: None)
         with (clock.stage("learner update") if charge else contextlib.nullcontext()):
-            device_batch = learning.LearnerBatch(learning.shard(batch.samples, 1), learning.replicate(batch.inputs, 1),
-                                                 learning.shard(batch.trajectories, 1))
-            state, metrics = update(state, device_batch)
+            state, metrics = update(state, to_devices(batch, 1))
             float(metrics["loss"][0])
 
     with clock.stage("warm-up (compilation)"):
@@ -166,9 +167,10 @@ def main() -> None:
     print(f"dev accuracy on {len(dev)} questions: {result.accuracy:.3f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, clock.stage("checkpoint"):
         checkpointer = checkpointing.Checkpointer(tmp)
-        full = _full_state(1, learning.unreplicate(state), [_Stub(actor, queue)] * cfg.n_actors,
-                           _NoVersions(), [], {"n_actors": cfg.n_actors})
-        checkpointer.save(1, full)
+        actor_state, bloom = actor.state_dict()
+        actors = [ActorState(actor_state, bloom, 1, queue.snapshot())] * cfg.n_actors
+        checkpointer.save(1, to_checkpoint(RunState(1, learning.unreplicate(state), actors, {}, [], {}, 0.0,
+                                                    cfg.n_actors)))
         checkpointer.close()
 
     per_step = {}
@@ -204,18 +206,6 @@ def main() -> None:
         print(f"{name:34s} {row['wall_s'] * 1000:8.1f} ms wall {row['core_s'] * 1000:8.1f} ms core "
               f"{row['share_of_core_s']:6.1%}")
     print(common.write_result("profile_training", figures))
-
-
-class _Stub:
-    """What `_full_state` reads of an actor thread."""
-
-    def __init__(self, actor, queue):
-        self.actor, self.queue, self.next_step = actor, queue, 1
-
-
-class _NoVersions:
-    def snapshot(self):
-        return {}
 
 
 if __name__ == "__main__":

@@ -311,6 +311,9 @@ class RestoredPolicy(NamedTuple):
     data_config: Any  # DataConfig
     train_config: Any  # TrainConfig
     step: int
+    # Words of the training data the model read as <UNK> (below min_count): known for a model
+    # package, None for a run directory, where unseen words then stay <UNK> (mapo_jax/pretrained.py).
+    read_as_unk: Optional[frozenset] = None
 
 
 def restore_policy(workdir: Union[str, Path], checkpoint: Union[str, int] = "best") -> RestoredPolicy:

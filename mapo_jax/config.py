@@ -259,7 +259,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("min_count", 5, "Encoder vocabulary: minimum count of a token (the toy data uses 1).")
     flags.DEFINE_float("dropout", model.dropout, "Dropout rate on LSTM outputs (learner passes only).")
 
-    # Training (mapo_jax/training.py: actors, learner, evaluator, checkpoints).
+    # Training (mapo_jax/training/: actors, learner, evaluator, checkpoints).
     train = TrainConfig()
     flags.DEFINE_enum("objective", train.objective, list(OBJECTIVES), "Learning objective.")
     flags.DEFINE_float("alpha", train.alpha, "MAPO's clip on the buffer weight (0 disables it).")
@@ -324,6 +324,25 @@ def split_parts(config: DataConfig) -> List[str]:
             raise UserInputError(f"the toy dataset has one split pair: use --split=1 (got {split})")
         return [f"train{split}", f"dev{split}"] if config.dataset == "wtq" else ["train", "dev"]
     return [split]
+
+
+def training_flags(data: DataConfig, program: ProgramConfig, train: TrainConfig) -> List[str]:
+    """The flags (those not at their defaults) with which `launch/train.py` builds these configs:
+    the inverse of the `*_config_from_flags` functions, for a model card's training command. Where
+    the data lives is left out (it is the user's), and so are the warm-start flags, which the
+    configs do not record."""
+    from absl import flags
+
+    define_flags()
+    fields = {**{k: v for k, v in dataclasses.asdict(data).items() if k != "annotation"},
+              **dataclasses.asdict(data.annotation), **dataclasses.asdict(program), **dataclasses.asdict(train)}
+    out = []
+    for field_name, value in fields.items():
+        name = "train_seed" if field_name == "seed" else field_name
+        if name in DATA_LOCATION_FLAGS or name not in flags.FLAGS or value == flags.FLAGS[name].default:
+            continue
+        out.append(f"--{'' if value else 'no'}{name}" if isinstance(value, bool) else f"--{name}={value}")
+    return out
 
 
 def warm_start_config_from_flags(flag_values=None):

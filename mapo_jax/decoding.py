@@ -61,9 +61,11 @@ class Hypothesis(NamedTuple):
 
 
 def row_bucket(n: int, minimum: int = MIN_ROWS) -> int:
-    """The padded row count for `n` rows: the smallest power of two >= max(n, minimum)."""
+    """The padded row count for `n` rows: the smallest power of two, or 1.5 times a power of two,
+    >= max(n, minimum). Half-steps waste at most a third of the rows (not half) for twice the shapes."""
     n = max(int(n), minimum, 1)
-    return 1 << (n - 1).bit_length()
+    power = 1 << (n - 1).bit_length()
+    return power * 3 // 4 if power >= 8 and n <= power * 3 // 4 else power
 
 
 def max_program_steps(envs: Sequence[QAEnvironment]) -> int:

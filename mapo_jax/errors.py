@@ -1,4 +1,4 @@
-"""Errors in what a user gave us, told apart from bugs in our own code."""
+"""Errors in what a user gave us, told apart from bugs in our own code; and a training whose worker failed."""
 
 
 class UserInputError(ValueError):
@@ -6,3 +6,8 @@ class UserInputError(ValueError):
 
     Any other exception is a bug of ours and keeps its traceback.
     """
+
+
+class TrainingFailed(RuntimeError):
+    """An actor or the evaluator of a training raised: the message carries its traceback, so the
+    run stops with the worker's error rather than hanging or dying silently (launchers exit 1)."""

@@ -8,7 +8,8 @@ combine models afterwards, without decoding again:
   and answer with the best program's answer;
 * by answer: sum the probabilities of programs with the same (normalised) answer.
 
-Numpy and the policy only; files are written by the caller (`launch/evaluate.py`, `training.py`).
+Numpy and the policy; the files of an evaluation (predictions, beams, summary) are written here
+and their paths chosen by the caller (`launch/evaluate.py`, `launch/export_model.py`, `training/`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,47 @@ def evaluate(params, config: ModelConfig, envs: Sequence[QAEnvironment], featuri
         if progress is not None:
             progress(len(results), len(envs))
     return EvalResult(results, time.perf_counter() - start)
+
+
+def decode_dataset(policy, dataset, beam_size: int = 5,
+                   progress: Optional[Callable[[int, int], None]] = None) -> List[QuestionResult]:
+    """Beam search with a restored policy (`checkpointing.RestoredPolicy`, a run's or a package's) on
+    every question of `dataset`, with the policy's own function set and limits. A package first
+    learns the split's words it has no id for (`pretrained.with_words`)."""
+    from mapo_jax.env import Vocabulary
+    from mapo_jax.pretrained import with_words
+    from mapo_jax.training import make_environments
+
+    policy = with_words(policy, dataset.examples)
+    program = policy.program_config
+    envs = make_environments(dataset, False, Vocabulary(program.function_set, program.max_mem), program)
+    return evaluate(policy.params, policy.model_config, envs, policy.featurizer, beam_size=beam_size,
+                    progress=progress).results
+
+
+def dataset_targets(dataset) -> Tuple[Dict[str, list], List[str]]:
+    """(gold Values by id, ids to score) of a loaded split: what is scored when no question file
+    with gold answers is given (a run's own dev part, the toy data)."""
+    return {ex.id: ex.gold_values() for ex in dataset.examples}, [ex.id for ex in dataset.examples]
+
+
+def official_score(output_dir: Union[str, Path], results: Sequence[QuestionResult], summary: dict,
+                   targets: Dict[str, list], expected: Sequence[str], gold_name: str):
+    """Writes OUTPUT_DIR/predictions.tsv, beams.jsonl and summary.json, and scores the predictions
+    file exactly as the official evaluator scores one (`predictions.Score`); the summary gets
+    `official_accuracy`. evaluate.py and the exporter report accuracies only from here, so none can
+    disagree with the file a user would send to the official evaluator."""
+    from mapo_jax.data.predictions import score_predictions
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = dict(summary, questions=len(results), beam_accuracy=accuracy(results))
+    write_predictions(output_dir / "predictions.tsv", results)
+    write_beams(output_dir / "beams.jsonl", results, summary)
+    score = score_predictions(output_dir / "predictions.tsv", targets, expected, gold_name)
+    summary["official_accuracy"] = score.accuracy
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return score
 
 
 # ------------------------------------------------------------------------------------------------

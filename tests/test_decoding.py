@@ -37,7 +37,7 @@ def _assert_same_trajectory(got, expected):
 
 def test_row_buckets_and_input_padding(setup):
     _, envs, featurizer, _, _ = setup
-    assert [decoding.row_bucket(n) for n in (0, 1, 8, 9, 16, 17, 100)] == [8, 8, 8, 16, 16, 32, 128]
+    assert [decoding.row_bucket(n) for n in (0, 1, 8, 9, 13, 16, 17, 25, 100, 300)] == [8, 8, 8, 12, 16, 16, 24, 32, 128, 384]
     inputs = decoding.encoder_inputs(featurizer, envs)
     chex.assert_shape(inputs.constant_spans, (8, 60, 2))
     # Padding the first rows again gives what the featurizer pads.
@@ -134,11 +134,14 @@ def test_buffer_program_probs_are_the_learners_probabilities_per_question(setup)
 
     _, envs, featurizer, config, params = setup
     inputs = decoding.encoder_inputs(featurizer, envs[:3])
-    drawn = decoding.sample(params, config, envs[:3], inputs, np.random.default_rng(3), n_samples=2)
-    groups = [drawn[0], [], drawn[2][:1]]
+    # 30 samples a question: programs that share prefixes and part ways at different depths (a prefix tree)
+    drawn = decoding.sample(params, config, envs[:3], inputs, np.random.default_rng(3), n_samples=30)
+    groups = [drawn[0], [], drawn[2][:5]]
+    prefixes = [len({t.tokens[:depth] for t in groups[0]}) for depth in (2, 6, 20)]
+    assert prefixes[0] < prefixes[1] < prefixes[2]  # programs share prefixes, then part ways
     max_steps = decoding.max_program_steps(envs)
     probs = buffer_program_probs(params, config, inputs, groups, max_steps)
-    assert [p.shape for p in probs] == [(2,), (0,), (1,)] and probs[0].dtype == np.float64
+    assert [p.shape for p in probs] == [(len(drawn[0]),), (0,), (5,)] and probs[0].dtype == np.float64
     for row, (group, got) in enumerate(zip(groups, probs)):
         for trajectory, p in zip(group, got):
             batch = trajectory_batch([trajectory], max_steps, config.max_valid, 8, [row])

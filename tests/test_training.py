@@ -6,7 +6,6 @@ the function `launch/train.py` calls. Every run shares one warm start (made once
 
 import math
 import shutil
-import signal
 import threading
 
 import pytest
@@ -245,14 +244,15 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(toy_progra
 
 @pytest.mark.timeout(600)
 def test_an_evaluation_cut_short_is_done_by_the_resumed_run(toy_programs, tmp_path, monkeypatch):
-    """Ctrl-C (or a kill after the checkpoint) while dev step 10 is being evaluated: the checkpoint
-    keeps that evaluation's parameters and the resumed run writes its record."""
+    """A stop request (Ctrl-C in launch/train.py; or a kill after the checkpoint) while dev step 10 is
+    being evaluated: the checkpoint keeps that evaluation's parameters and the resumed run writes its
+    record."""
     real_evaluate = evaluation.evaluate
-    release = threading.Event()
+    release, stop = threading.Event(), threading.Event()
 
     def stalls_at_the_second_evaluation(*args, **kwargs):
         if stalls_at_the_second_evaluation.calls == 1:
-            signal.raise_signal(signal.SIGINT)  # the learner finishes its step and checkpoints
+            stop.set()  # the learner finishes its step and checkpoints
             release.wait(120)
             raise RuntimeError("evaluation abandoned")  # never reaches metrics.jsonl
         stalls_at_the_second_evaluation.calls += 1
@@ -262,7 +262,8 @@ def test_an_evaluation_cut_short_is_done_by_the_resumed_run(toy_programs, tmp_pa
     cfg = small(toy_programs, n_steps=20, eval_every=10, checkpoint_every=1000, n_actors=2)
     monkeypatch.setattr(evaluation, "evaluate", stalls_at_the_second_evaluation)
     try:
-        first = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
+        first = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path),
+                                   stop=stop)
     finally:
         release.set()
     assert first["interrupted"] and 10 not in _dev_steps(tmp_path)
@@ -288,14 +289,14 @@ def test_a_workdir_that_is_a_file_is_named(toy_programs, tmp_path):
 
 def test_the_program_settings_reach_environments_model_and_warm_start(glove):
     """--max_n_exp and friends used to change only the warm start: training built default Limits."""
-    from mapo_jax.training import _warm_start_settings, setup
+    from mapo_jax.training.preparation import setup, warm_start_settings
 
     program = ProgramConfig(max_n_exp=2, max_mem=40, max_valid=30)
     s = setup(DataConfig(dataset="toy"), TrainConfig(min_count=1, hidden_size=16), program=program)
     assert {env.limits for env in s.train_envs + s.dev_envs} == {program.limits}
     assert {env.context.function_set for env in s.train_envs} == {"wtq"}
     assert (s.model_config.max_variables, s.model_config.max_mem, s.model_config.max_valid) == (2, 40, 30)
-    warm = _warm_start_settings(None, program)
+    warm = warm_start_settings(None, program)
     assert (warm.max_n_exp, warm.max_mem, warm.max_valid, warm.function_set) == (2, 40, 30, "wtq")
     with pytest.raises(UserInputError, match="max_mem"):
         ProgramConfig(max_n_exp=3, max_mem=3)

@@ -7,6 +7,10 @@ a word without a vector would have nothing to learn from. Counts are over *anony
 where number and date mentions have been replaced by `<START>` / `<DECODE>` (re-using the special
 ids), so the model reads "how many points above 25" as "how many points above <START>".
 
+Any other token (a rare word, one GloVe lacks, a word of a new split) is `<UNK>`, never an error.
+A model package (mapo_jax/pretrained.py) appends the GloVe-backed words of a new split that the
+training data never had (`extend_encoder_vocab`): their frozen rows are exact for the trained model.
+
 The vocabulary is saved with a checkpoint (`to_json`) because ids depend on the data and the word
 vectors it was built from. Numpy only: no JAX here.
 """
@@ -131,9 +135,33 @@ def build_encoder_vocab(
     if min_count < 1:
         raise ValueError("min_count must be >= 1")
     counts = count_tokens(examples, vectors)
-    kept = [(token, c) for token, c in counts.items() if c >= min_count]
-    kept.sort(key=lambda item: (item[1], item[0]), reverse=True)  # count desc, then token desc
-    return EncoderVocab(SPECIAL_TOKENS + tuple(token for token, _ in kept), min_count)
+    return EncoderVocab(SPECIAL_TOKENS + _by_count({t: c for t, c in counts.items() if c >= min_count}), min_count)
+
+
+def _by_count(counts: Dict[str, int]) -> Tuple[str, ...]:
+    """Tokens in id order: count desc, then token desc (deterministic whatever the dict order)."""
+    return tuple(token for token, _ in sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True))
+
+
+def words_read_as_unk(vocab: EncoderVocab, examples: Iterable[Example], vectors: WordVectors) -> Tuple[str, ...]:
+    """The GloVe-backed tokens of `examples` (the vocabulary's own data) that did not get an id:
+    seen fewer than `min_count` times, so the model was trained reading them as `<UNK>`."""
+    return tuple(sorted(token for token in count_tokens(examples, vectors) if token not in vocab))
+
+
+def extend_encoder_vocab(vocab: EncoderVocab, examples: Iterable[Example], vectors: WordVectors,
+                         read_as_unk: Iterable[str] = ()) -> EncoderVocab:
+    """`vocab` plus the GloVe-backed tokens of new `examples` it lacks, appended after its ids.
+
+    The same anonymisation and GloVe rule as `build_encoder_vocab`, but no `min_count`: an appended
+    word's row is its frozen GloVe vector, exactly what training would have left it if it had been
+    in the vocabulary, since a word absent from the training data never reached the learner. Tokens
+    of the training data that were read as `<UNK>` (`read_as_unk`, see `words_read_as_unk`) stay
+    `<UNK>`: the model was trained that way. Tokens GloVe does not know stay `<UNK>` too.
+    """
+    excluded = set(read_as_unk)
+    counts = {t: c for t, c in count_tokens(examples, vectors).items() if t not in vocab and t not in excluded}
+    return EncoderVocab(vocab.tokens + _by_count(counts), vocab.min_count)
 
 
 def pretrained_matrix(vocab: EncoderVocab, vectors: WordVectors) -> np.ndarray:

@@ -1,0 +1,93 @@
+"""A model package's card: its figures as data (`card.json`, which tests read) and as text
+(`MODEL_CARD.md`, generated from the same dict, so the two never disagree).
+
+Pure functions: launch/export_model.py gathers the facts (evaluations, the run's dev curve, commits)
+and writes the files.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Iterable, List, Optional, Sequence
+
+CARD_FORMAT = "mapo_jax.model_card/1"
+FIRST_QUESTIONS = 200  # the quick check: accuracy on the first questions of the dev split
+
+
+def figures(lines: Sequence, ids: Optional[Iterable[str]] = None) -> dict:
+    """{questions, correct, accuracy} of scored predictions lines (`predictions.ScoredLine`),
+    restricted to `ids` when given."""
+    if ids is not None:
+        keep = set(ids)
+        lines = [line for line in lines if line.id in keep]
+    correct = sum(line.correct for line in lines)
+    return {"questions": len(lines), "correct": correct, "accuracy": correct / len(lines) if lines else 0.0}
+
+
+def training_command(flags: Sequence[str], workdir: str) -> str:
+    """The shell command that trains the run again (flags from `config.training_flags`)."""
+    return " ".join(["python", "launch/train.py", *map(shlex.quote, flags), shlex.quote(f"--workdir={workdir}")])
+
+
+def _percent(figure: Optional[dict]) -> str:
+    if not figure:
+        return "n/a"
+    return f"{100 * figure['accuracy']:.1f}% ({figure['correct']}/{figure['questions']})"
+
+
+def _curve_lines(curve: Sequence[Sequence[float]]) -> List[str]:
+    if not curve:
+        return ["(the run's metrics.jsonl has no dev evaluation)"]
+    return ["| step | dev accuracy |", "| ---: | ---: |"] + [f"| {int(s)} | {100 * a:.1f}% |" for s, a in curve]
+
+
+def _limits(card: dict) -> List[str]:
+    program, data = card["config"]["program"], card["config"]["data"]
+    vectors = card["word_vectors"]
+    return [
+        f"- Figures are on the dev part of {data['dataset']} split {data['split']} (questions held out from "
+        f"training, tables possibly shared), not on the official test set, which this card does not cover.",
+        f"- Programs have at most {program['max_n_exp']} expressions over the `{program['function_set']}` functions; "
+        f"questions needing more steps or other operations cannot be answered.",
+        f"- At most {program['max_mem'] - program['max_n_exp']} constants (table properties, then question values) "
+        f"fit in memory: the later columns of a wider table are invisible (predict.py warns).",
+        "- A CSV table's numbers and dates are tagged by our own tagger (mapo_jax/data/csv_tables.py), not by "
+        "CoreNLP as in training: unusual formats may be read as plain strings.",
+        f"- Question words are read through {vectors['dim']}-d GloVe vectors ({vectors['source']}): a word GloVe "
+        f"lacks is <UNK>, and so are the {vectors['read_as_unk']} words of the training data seen fewer than "
+        f"min_count times; other new words get their GloVe vectors.",
+        "- English questions about a single table only; the answer is the top program's of a beam of "
+        f"{card['beam_size']}.",
+    ]
+
+
+def render_card(card: dict) -> str:
+    """MODEL_CARD.md from the card dict that card.json holds."""
+    data = card["config"]["data"]
+    first = card["dev_first"]
+    lines = [
+        f"# Model card: {card['name']}", "",
+        f"A MAPO-trained neural semantic parser (mapo_jax) for questions about tables: {data['dataset']} "
+        f"split {data['split']}, step {card['step']} ({card['checkpoint']} checkpoint of `{card['run']}`).", "",
+        "## Figures", "",
+        f"- dev accuracy, beam {card['beam_size']}, official matching: **{_percent(card['dev'])}** "
+        f"on `{card['dev_split']}`",
+        f"- first {first['questions']} dev questions: {_percent(first)} (the figure tests/test_shipped_model.py checks)",
+    ]
+    if card.get("dev_float32"):
+        lines.append(f"- the same parameters before float16 rounding: {_percent(card['dev_float32'])}")
+    if card.get("training_dev_accuracy") is not None:
+        lines.append(f"- dev accuracy recorded during training at this step: {100 * card['training_dev_accuracy']:.1f}%")
+    lines += ["", "## Data", "",
+              f"Trained on the train part of {data['dataset']} split {data['split']}; the encoder vocabulary "
+              f"({card['vocab_size']} ids) comes from its train and dev parts.", "",
+              "## Training", "", "```", card["training_command"], "```", "",
+              f"Training commit: {card.get('training_commit') or 'not recorded in the run directory'}. "
+              f"Exported with code at {card.get('export_commit') or 'an unknown commit'}. "
+              "Warm-start settings (rollouts) are not in the run's config and are not shown.", "",
+              "## Dev accuracy during training", "", *_curve_lines(card["dev_curve"]), "",
+              "## Known limits", "", *_limits(card), "",
+              "## Files", "",
+              f"{card['package_files']} ({card['package_bytes'] / 1e6:.2f} MB); parameters stored as "
+              f"{'float16' if card['float16'] else 'float32'}; produced by launch/export_model.py.", ""]
+    return "\n".join(lines)
