@@ -1,95 +1,117 @@
-"""Actor throughput against the number of actor threads (no learner running).
+"""Actor throughput against the number of actors, for each actor backend (no learner running).
 
-    python benchmarks/actor_benchmark.py [--dataset=wtq] [--questions=2000] [--seconds=60] [--threads=1,2,4]
+    python benchmarks/actor_benchmark.py [--dataset=wtq] [--questions=2000] [--seconds=60] [--actors=1,2,4]
+                                         [--backends=threads,processes,ray] [--out=actors]
 
-Each thread owns a shard of `--questions` training questions (warm-started from a run's programs
-file when given, else empty buffers) and makes learner batches (25 questions: systematic
-exploration, buffer scoring and draw, one on-policy sample) with fixed parameters for `--seconds`.
-Threads share the GIL: the interpreter is Python, the policy steps are XLA calls that release it,
-so this measures how far threads scale on this machine. Writes results/actors.json.
+The actors own shards of `--questions` training questions (warm-started from a run's programs file
+when given, else empty buffers) and make learner batches (25 questions: systematic exploration, buffer
+scoring and draw, one on-policy sample) with fixed parameters, through the pool the training uses
+(`actor_pool.create_actor_pool`): batches are taken in the learner's order (step s from actor s mod N)
+for `--seconds`, after `--warmup` batches per actor that compile every shape. Threads share the GIL
+(the interpreter is Python; only XLA calls release it); worker processes and Ray actors do not, at the
+price of sending parameters and batches between processes. Writes results/OUT.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import common  # noqa: F401  (sys.path)
 
+FIXED_PARAMETERS = 10 ** 9  # publish_every: every batch of the benchmark is sampled with version 0
 
-def main() -> None:
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="wtq")
     parser.add_argument("--questions", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--threads", default="1,2,4")
+    parser.add_argument("--warmup", type=int, default=3, help="batches per actor before the clock starts")
+    parser.add_argument("--actors", default="1,2,4")
+    parser.add_argument("--backends", default="threads,processes,ray")
     parser.add_argument("--programs_file", default="runs/wtq_split1/warm_start/programs.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", default="actors", help="results/OUT.json")
+    return parser.parse_args()
 
+
+def prepare(args):
+    """(setup with the first `--questions` training questions, warm-start buffer, initial parameters)."""
     import jax
 
-    from mapo_jax.acting import Actor
     from mapo_jax.buffer import MemoryBuffer
     from mapo_jax.config import DataConfig, TrainConfig
     from mapo_jax.explore.warm_start import load_programs
     from mapo_jax.model import policy
     from mapo_jax.training import setup
 
-    cfg = TrainConfig(min_count=5 if args.dataset == "wtq" else 1, hidden_size=200 if args.dataset == "wtq" else 64)
-    s = setup(DataConfig(dataset=args.dataset, split="1"), cfg)
-    envs = s.train_envs[: args.questions]
+    wtq = args.dataset == "wtq"
+    s = setup(DataConfig(dataset=args.dataset, split="1"), TrainConfig(min_count=5 if wtq else 1,
+                                                                       hidden_size=200 if wtq else 64))
+    s = s._replace(train_envs=s.train_envs[: args.questions])
     buffer = MemoryBuffer()
     try:
-        buffer.load_programs({env.example.id: env for env in envs}, load_programs(args.programs_file))
+        buffer.load_programs({env.example.id: env for env in s.train_envs}, load_programs(args.programs_file))
     except FileNotFoundError:
         print(f"no {args.programs_file}: empty buffers")
-    for env in envs:
+    for env in s.train_envs:
         env.release_memory()
-    params = policy.init(jax.random.PRNGKey(0), s.model_config, s.pretrained)
+    return s, buffer, policy.init(jax.random.PRNGKey(0), s.model_config, s.pretrained)
 
-    figures = {"dataset": args.dataset, "questions": len(envs), "questions_per_batch": cfg.questions_per_step,
-               "buffer_coverage": buffer.coverage([env.example.id for env in envs]), "runs": []}
-    for n_threads in [int(t) for t in args.threads.split(",")]:
-        actors = []
-        for i in range(n_threads):
-            shard = envs[i::n_threads]
-            shard_buffer = MemoryBuffer()
-            for env in shard:
-                shard_buffer.add_many(env.example.id, buffer.trajectories(env.example.id))
-            actors.append(Actor(shard, s.featurizer, s.model_config, buffer=shard_buffer, seed=i))
-        for actor in actors:  # compile every shape once, outside the clock
-            for _ in range(3):
-                actor.make_batch(params)
-        counts = [0] * n_threads
-        stop = threading.Event()
 
-        def loop(i: int) -> None:
-            while not stop.is_set():
-                actors[i].make_batch(params)
-                counts[i] += 1
+def measure(s, buffer, params, backend: str, n_actors: int, args) -> dict:
+    """Batches per second of `n_actors` actors of `backend`, taken in the learner's order."""
+    from mapo_jax.config import ProgramConfig, TrainConfig
+    from mapo_jax.training.actor_pool import create_actor_pool
 
-        threads = [threading.Thread(target=loop, args=(i,)) for i in range(n_threads)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        time.sleep(args.seconds)
-        stop.set()
-        for t in threads:
-            t.join()
+    cfg = TrainConfig(n_actors=n_actors, actor_backend=backend, publish_every=FIXED_PARAMETERS, policy_lag=0,
+                      hidden_size=s.model_config.hidden_size, min_count=1)
+    pool = create_actor_pool(s, cfg, ProgramConfig(), 0, buffer, None, log=print)
+    pool.publish(0, params)
+    pool.start()
+    try:
+        step, started = 0, time.perf_counter()
+        for step in range(args.warmup * n_actors):
+            pool.next_batch(step, while_waiting=lambda: None)
+        warm_seconds, start, batches = time.perf_counter() - started, time.perf_counter(), 0
+        while time.perf_counter() - start < args.seconds:
+            pool.next_batch(args.warmup * n_actors + batches, while_waiting=lambda: None)
+            batches += 1
         elapsed = time.perf_counter() - start
-        batches = sum(counts)
-        run = {"threads": n_threads, "batches": batches, "seconds": round(elapsed, 1),
-               "batches_per_s": round(batches / elapsed, 3),
-               "questions_per_s": round(batches * cfg.questions_per_step / elapsed, 1)}
-        figures["runs"].append(run)
-        print(run, flush=True)
-    base = figures["runs"][0]["batches_per_s"]
+    finally:
+        pool.stop()
+    return {"backend": backend, "actors": n_actors, "batches": batches, "seconds": round(elapsed, 1),
+            "batches_per_s": round(batches / elapsed, 3),
+            "questions_per_s": round(batches * cfg.questions_per_step / elapsed, 1),
+            "warmup_seconds": round(warm_seconds, 1)}
+
+
+def main() -> None:
+    args = parse_args()
+    backends = args.backends.split(",")
+    sizes = [int(n) for n in args.actors.split(",")]
+    if "ray" in backends:  # one local instance for every pool, sized for the largest
+        import ray
+
+        ray.init(num_cpus=max(sizes), include_dashboard=False, object_store_memory=512 * 1024 ** 2)
+    s, buffer, params = prepare(args)
+    from mapo_jax.config import TrainConfig
+
+    figures = {"dataset": args.dataset, "questions": len(s.train_envs),
+               "questions_per_batch": TrainConfig().questions_per_step,
+               "buffer_coverage": buffer.coverage([env.example.id for env in s.train_envs]), "runs": []}
+    for backend in backends:
+        for n_actors in sizes:
+            run = measure(s, buffer, params, backend, n_actors, args)
+            figures["runs"].append(run)
+            print(run, flush=True)
+    base = {run["backend"]: run["batches_per_s"] for run in figures["runs"] if run["actors"] == sizes[0]}
     for run in figures["runs"]:
-        run["speedup"] = round(run["batches_per_s"] / base, 2)
-    figures["note"] = ("batches/s of the actors alone with fixed parameters; the learner needs one batch "
+        run["speedup"] = round(run["batches_per_s"] / base[run["backend"]], 2) if base[run["backend"]] else None
+    figures["note"] = ("batches/s of the actors alone with fixed parameters, taken in the learner's order "
+                       f"(speedup: against {sizes[0]} actor(s) of the same backend); the learner needs one batch "
                        "per step, so this bounds end-to-end learner steps/s")
-    print(common.write_result("actors", figures))
+    print(common.write_result(args.out, figures))
 
 
 if __name__ == "__main__":

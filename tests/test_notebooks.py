@@ -63,9 +63,20 @@ def test_variance_analysis_notebook(tmp_path, monkeypatch):
 
 def test_learning_curves_notebook(tmp_path, monkeypatch):
     figures = tmp_path / "figures"
-    nb = with_parameters(NOTEBOOKS / "learning_curves.ipynb", FIGURE_DIR=str(figures))
+    nb = with_parameters(NOTEBOOKS / "learning_curves.ipynb", FIGURE_DIR=str(figures), RUNS="examples")
     assert_no_errors(execute(nb, monkeypatch))
     assert [p.stem for p in figures.glob("*.png")] == ["learning_curves"]
     text = outputs_text(nb)
     for method in ("| MAPO |", "| REINFORCE |", "| MML |", "| Hard EM |", "| IML |", "| MAPO w/o clip (alpha=0) |"):
         assert method in text, method
+
+
+def test_learning_curves_notebook_shows_the_wtq_runs_by_default(tmp_path, monkeypatch):
+    if not (NOTEBOOKS / "wtq_runs").is_dir():
+        pytest.skip("no WTQ runs kept in notebooks/wtq_runs/ yet")
+    figures = tmp_path / "figures"
+    nb = with_parameters(NOTEBOOKS / "learning_curves.ipynb", FIGURE_DIR=str(figures))
+    assert_no_errors(execute(nb, monkeypatch))
+    text = outputs_text(nb)
+    assert "| MAPO |" in text
+    assert [p.stem for p in figures.glob("*.png")] == ["learning_curves"]

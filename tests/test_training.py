@@ -13,36 +13,10 @@ import pytest
 from mapo_jax import acting, checkpointing, evaluation, learning
 from mapo_jax.config import DataConfig, ProgramConfig, TrainConfig
 from mapo_jax.errors import UserInputError
-from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
 from mapo_jax.metrics import read_metrics
 from mapo_jax.training import TrainingFailed, train_and_evaluate
 
-TIMING_KEYS = ("wall_time", "learner/", "actor/batch_seconds", "actor/batches_per_s", "queue/", "eval/", "dev/seconds")
-
-
-@pytest.fixture(scope="session")
-def toy_programs(tmp_path_factory, glove):
-    """Warm-start programs of the toy training questions (one process, a short exploration)."""
-    from mapo_jax.data.synthetic import load_toy
-
-    out = tmp_path_factory.mktemp("toy_warm_start")
-    run_warm_start(load_toy("train"), out, WarmStartConfig(rollouts_per_example=60, extra_rollouts_for_hard=0,
-                                                           processes=1), log=lambda m: None)
-    return str(out / "programs.json")
-
-
-def small(toy_programs, **changes) -> TrainConfig:
-    settings = dict(hidden_size=32, min_count=1, questions_per_step=10, n_steps=30, eval_every=1000, log_every=5,
-                    checkpoint_every=1000, programs_file=toy_programs, n_actors=1, seed=0)
-    settings.update(changes)
-    return TrainConfig(**settings)
-
-
-def _train_records(workdir, last_step=None):
-    records = [r for r in read_metrics(workdir) if "train/loss" in r]
-    return [{k: v for k, v in r.items() if not k.startswith(TIMING_KEYS)}
-            for r in records if last_step is None or r["step"] <= last_step]
-
+from conftest import train_records
 
 def test_mapo_learns_the_toy_dataset(toy_programs, tmp_path):
     """The quick start's code path, shrunk: beam-search dev accuracy must rise well above its start."""
@@ -55,7 +29,7 @@ def test_mapo_learns_the_toy_dataset(toy_programs, tmp_path):
     assert [h["step"] for h in history] == [0, 80, 160]
     assert any("warm start" in m for m in messages)
     assert history[-1]["dev/accuracy"] >= history[0]["dev/accuracy"] + 0.15  # learning, not luck
-    records = _train_records(tmp_path)
+    records = train_records(tmp_path)
     assert [r["step"] for r in records] == list(range(5, 161, 5))
     assert all(math.isfinite(r["train/loss"]) for r in records)
     assert records[-1]["actor/buffer_coverage"] > 0.5
@@ -75,13 +49,13 @@ def test_a_fixed_seed_gives_identical_runs(toy_programs, tmp_path, n_actors):
     for name in ("a", "b"):
         train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=30, n_actors=n_actors),
                            log=lambda m: None, workdir=str(tmp_path / name))
-        runs.append(_train_records(tmp_path / name))
+        runs.append(train_records(tmp_path / name))
     assert len(runs[0]) == 6
     assert runs[0] == runs[1]
     other_seed = tmp_path / "seed1"
     train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=30, n_actors=n_actors, seed=1),
                        log=lambda m: None, workdir=str(other_seed))
-    assert _train_records(other_seed) != runs[0]  # the comparison can fail
+    assert train_records(other_seed) != runs[0]  # the comparison can fail
 
 
 def test_a_stopped_run_resumes_where_it_was(toy_programs, tmp_path):
@@ -100,7 +74,7 @@ def test_a_stopped_run_resumes_where_it_was(toy_programs, tmp_path):
                                 log=messages.append, workdir=str(resumed))
     assert any("resuming" in m and "step 20" in m for m in messages)
     assert result["step"] == 40
-    assert _train_records(resumed) == _train_records(straight)
+    assert train_records(resumed) == train_records(straight)
     # no record is duplicated by the restart (evaluation lines land when the evaluator finishes,
     # so the file is not in step order)
     kinds = [(r["step"], "dev/accuracy" in r) for r in read_metrics(resumed)]
@@ -239,7 +213,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(toy_progra
     train_and_evaluate(DataConfig(dataset="toy"), cfg, log=messages.append, workdir=str(tmp_path))
     assert any("starting over from step 0" in m for m in messages)
     assert _dev_steps(tmp_path) == [0, 5]
-    assert [r["step"] for r in _train_records(tmp_path)] == [5]
+    assert [r["step"] for r in train_records(tmp_path)] == [5]
 
 
 @pytest.mark.timeout(600)

@@ -10,8 +10,11 @@ One module per role, read in this order:
 * `run.py` -- `train_and_evaluate`: prepares, restores or warm-starts, wires the roles below, cleans up;
 * `learner.py` -- the learner loop: consumes batch s from actor s mod N, updates, publishes parameters,
   submits evaluations, logs, checkpoints, stops early;
-* `actor_pool.py` -- the `ActorPool` interface the learner sees, and `ThreadActorPool`, its
-  implementation with `acting.ActorThread`s;
+* `actor_pool.py` -- the `ActorPool` interface the learner sees, `ThreadActorPool`, its implementation
+  with `acting.ActorThread`s, and `create_actor_pool`, which picks the `--actor_backend`;
+* `remote_pool.py` -- actors in workers (`--actor_backend=processes|ray`): what a worker rebuilds its actor
+  from, and the pool that drives workers through the same `ActorThread`s; `process_pool.py` and
+  `ray_pool.py` -- the two kinds of workers (Ray is imported only when asked for);
 * `evaluator.py` -- the evaluator thread and `DevHistory`, the dev records and best that the learner reads;
 * `run_state.py` -- `RunState`, what a checkpoint saves, and its stored layout;
 * `metrics_window.py` -- training metrics averaged over `log_every` steps, and the console line;

@@ -3,8 +3,9 @@
 
 The learner publishes parameter versions, takes batch s (made by actor s mod N), and for a checkpoint
 pauses the pool and collects every actor's state with the batches it has queued. `ActorPool` is that
-interface; `ThreadActorPool`, actors as threads of this process, is its implementation today. A pool of
-processes or of remote workers implements the same methods: nothing the learner calls assumes threads.
+interface; `create_actor_pool` picks its implementation from `--actor_backend`: `ThreadActorPool`
+(actors as threads of this process, here) or `remote_pool.RemoteActorPool` (actors in local worker
+processes or Ray actors). Nothing the learner calls assumes threads.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
 from mapo_jax.acting import Actor, ActorStats, ActorThread, BatchQueue, ParameterServer
 from mapo_jax.buffer import MemoryBuffer
-from mapo_jax.config import TrainConfig
+from mapo_jax.config import ProgramConfig, TrainConfig
 from mapo_jax.env import QAEnvironment
 from mapo_jax.errors import TrainingFailed, UserInputError
 from mapo_jax.learning import LearnerBatch
@@ -121,14 +122,44 @@ def shard_buffer(buffer: MemoryBuffer, envs: Sequence[QAEnvironment]) -> MemoryB
     return shard
 
 
+def actor_settings(index: int, cfg: TrainConfig, n_devices: int) -> dict:
+    """`Actor` keyword arguments of actor `index`, wherever it runs: its seed depends on the index, so
+    the number of actors is part of what a seed means; its rows fit the learner's `n_devices`."""
+    return dict(objective=cfg.objective, questions_per_step=cfg.questions_per_step,
+                systematic_exploration=cfg.systematic_exploration, seed=cfg.seed * 1000 + index,
+                bloom_capacity=max(1, cfg.bloom_capacity // cfg.n_actors), n_devices=n_devices)
+
+
 def make_actor(index: int, envs: Sequence[QAEnvironment], s, cfg: TrainConfig,
                buffer: Optional[MemoryBuffer]) -> Actor:
-    """Actor `index` of the run, on its shard `envs` (`s`: the run's `preparation.Setup`); its seed
-    depends on the index, so the number of actors is part of what a seed means."""
-    return Actor(envs, s.featurizer, s.model_config, objective=cfg.objective,
-                 questions_per_step=cfg.questions_per_step, systematic_exploration=cfg.systematic_exploration,
-                 seed=cfg.seed * 1000 + index, buffer=shard_buffer(buffer, envs) if buffer is not None else None,
-                 bloom_capacity=max(1, cfg.bloom_capacity // cfg.n_actors), n_devices=jax.local_device_count())
+    """Actor `index` of the run, on its shard `envs` (`s`: the run's `preparation.Setup`)."""
+    return Actor(envs, s.featurizer, s.model_config, buffer=shard_buffer(buffer, envs) if buffer is not None else None,
+                 **actor_settings(index, cfg, jax.local_device_count()))
+
+
+def starting_points(cfg: TrainConfig, start_step: int,
+                    restored: Optional[Sequence[ActorState]]) -> List[Tuple[int, List[tuple]]]:
+    """(next step, queued batches) of every actor: a restored actor's own, else actor i's first step
+    s >= start_step with s mod N = i and an empty queue."""
+    if restored is not None:
+        return [(state.next_step, list(state.queued)) for state in restored]
+    return [(start_step + (index - start_step) % cfg.n_actors, []) for index in range(cfg.n_actors)]
+
+
+def restored_line(n_actors: int, buffer_programs: int, queued_batches: int) -> str:
+    return (f"[train] restored {n_actors} actors: {buffer_programs} buffer programs, "
+            f"{queued_batches} queued batches")
+
+
+def create_actor_pool(s, cfg: TrainConfig, program: ProgramConfig, start_step: int, buffer: Optional[MemoryBuffer],
+                      restored: Optional[Sequence[ActorState]], log) -> ActorPool:
+    """The pool `cfg.actor_backend` names. Every backend makes the same batches from the same state, so
+    a run may resume with another backend (`restored`: the actors' states from a checkpoint)."""
+    if cfg.actor_backend == "threads":
+        return ThreadActorPool.create(s, cfg, start_step, buffer, restored, log)
+    from mapo_jax.training.remote_pool import RemoteActorPool
+
+    return RemoteActorPool.create(s, cfg, program, start_step, buffer, restored, log)
 
 
 class ThreadActorPool(ActorPool):
@@ -150,19 +181,16 @@ class ThreadActorPool(ActorPool):
     def create(cls, s, cfg: TrainConfig, start_step: int, buffer: Optional[MemoryBuffer],
                restored: Optional[Sequence[ActorState]], log) -> "ThreadActorPool":
         """A new run's actors start from the warm-start `buffer`; a resumed run's from their states."""
-        actors, next_steps, queued = [], [], []
+        actors = []
         for index, envs in enumerate(shards(s.train_envs, cfg.n_actors)):
             actor = make_actor(index, envs, s, cfg, buffer)
-            next_steps.append(start_step + (index - start_step) % cfg.n_actors)
-            queued.append([])
             if restored is not None:
                 actor.load_state_dict(restored[index].actor, restored[index].bloom)
-                next_steps[-1], queued[-1] = restored[index].next_step, restored[index].queued
             actors.append(actor)
+        next_steps, queued = zip(*starting_points(cfg, start_step, restored))
         pool = cls(actors, next_steps, queued, cfg)
         if restored is not None:
-            log(f"[train] restored {pool.n_actors} actors: {sum(len(a.buffer) for a in actors)} buffer programs, "
-                f"{pool.queue_depth()} queued batches")
+            log(restored_line(pool.n_actors, sum(len(a.buffer) for a in actors), pool.queue_depth()))
         return pool
 
     def publish(self, version: int, params) -> None:
@@ -179,7 +207,7 @@ class ThreadActorPool(ActorPool):
             self.raise_if_failed()
             while_waiting()
 
-        batch_step, batch, stats = thread.queue.get(check)
+        batch_step, batch, stats = self._received(thread, thread.queue.get(check), check)
         if batch_step != step:
             raise TrainingFailed(f"actor {thread.index} sent the batch of step {batch_step} at step {step}")
         return ActorOutput(thread.index, batch, stats)
@@ -191,9 +219,15 @@ class ThreadActorPool(ActorPool):
     def collect(self) -> PoolState:
         actors = []
         for thread in self._threads:
+            queued = [self._received(thread, item, self.raise_if_failed) for item in thread.queue.snapshot()]
             state, bloom = thread.actor.state_dict()
-            actors.append(ActorState(state, bloom, thread.next_step, thread.queue.snapshot()))
+            actors.append(ActorState(state, bloom, thread.next_step, queued))
         return PoolState(actors, self._server.snapshot())
+
+    def _received(self, thread: ActorThread, item: tuple, check: Callable[[], None]) -> tuple:
+        """A queued item as (step, batch, stats): here the batch itself (a remote pool's queue holds
+        replies still to be received)."""
+        return item
 
     def resume(self) -> None:
         for thread in self._threads:

@@ -46,6 +46,21 @@ def make_environments(dataset, punish_extra_work: bool, vocabulary: Vocabulary,
     return envs
 
 
+def training_environments(dataset, program: ProgramConfig) -> List[QAEnvironment]:
+    """The episodes of training questions: a program that leaves a variable unused earns 0 there."""
+    return make_environments(dataset, True, Vocabulary(program.function_set, program.limits.max_mem), program)
+
+
+def evaluation_environments(dataset, program: ProgramConfig) -> List[QAEnvironment]:
+    """The episodes of evaluated questions: a program's answer is all that counts."""
+    return make_environments(dataset, False, Vocabulary(program.function_set, program.limits.max_mem), program)
+
+
+def make_featurizer(vocab: EncoderVocab, vectors, program: ProgramConfig) -> Featurizer:
+    """Encoder features with room for the program settings' memory slots."""
+    return Featurizer(vocab, vectors, max_mem=program.limits.max_mem)
+
+
 class Setup(NamedTuple):
     train_envs: List[QAEnvironment]
     dev_envs: List[QAEnvironment]
@@ -69,13 +84,13 @@ def setup(data_config: DataConfig, cfg: TrainConfig, vocab: Optional[EncoderVoca
     if vocab is None:
         vocab = build_encoder_vocab(train.examples + dev.examples, vectors, min_count=cfg.min_count)
     limits = program.limits
-    featurizer = Featurizer(vocab, vectors, max_mem=limits.max_mem)
     vocabulary = Vocabulary(program.function_set, limits.max_mem)
     model_config = ModelConfig(encoder_vocab_size=len(vocab), pretrained_dim=vectors.dim, hidden_size=cfg.hidden_size,
                                n_builtin=vocabulary.n_builtin, dropout=cfg.dropout, max_variables=limits.max_n_exp,
                                max_mem=limits.max_mem, max_valid=limits.max_valid)
-    return Setup(make_environments(train, True, vocabulary, program), make_environments(dev, False, vocabulary, program),
-                 featurizer, vocab, model_config, pretrained_matrix(vocab, vectors), train)
+    return Setup(training_environments(train, program), evaluation_environments(dev, program),
+                 make_featurizer(vocab, vectors, program), vocab, model_config, pretrained_matrix(vocab, vectors),
+                 train)
 
 
 def setup_in_workdir(data_config: DataConfig, cfg: TrainConfig, program: ProgramConfig,

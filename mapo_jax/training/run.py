@@ -11,13 +11,14 @@ from typing import Callable, Optional, Tuple
 
 import jax
 
-from mapo_jax import checkpointing, evaluation, learning
+from mapo_jax import checkpointing, learning
 from mapo_jax.config import DataConfig, ProgramConfig, TrainConfig
 from mapo_jax.errors import UserInputError
 from mapo_jax.metrics import MetricsWriter
 from mapo_jax.model import policy
 from mapo_jax.training import run_state
-from mapo_jax.training.actor_pool import ThreadActorPool
+from mapo_jax.training.actor_pool import create_actor_pool
+from mapo_jax.training.eval_process import dev_evaluation
 from mapo_jax.training.evaluator import DevOutputs, Evaluator, dev_history
 from mapo_jax.training.learner import LearnerLoop, compiled_update
 from mapo_jax.training.preparation import Setup, setup_in_workdir, warm_start, warm_start_settings
@@ -60,16 +61,17 @@ def _train(data_config: DataConfig, cfg: TrainConfig, log, workdir: Optional[Pat
     if resumed is not None:
         writer.resume_at(start_step)
     buffer = warm_start(s, cfg, workdir, warm_start_settings(warm_start_config, program), log) if resumed is None else None
-    pool = ThreadActorPool.create(s, cfg, start_step, buffer, resumed.actors if resumed is not None else None, log)
+    pool = create_actor_pool(s, cfg, program, start_step, buffer, resumed.actors if resumed is not None else None, log)
     wall_time = _wall_clock(resumed.wall_time if resumed is not None else 0.0)
-    evaluator = Evaluator(
-        lambda params: evaluation.evaluate(params, s.model_config, s.dev_envs, s.featurizer, beam_size=cfg.beam_size),
-        DevOutputs(writer, checkpointer, workdir, wall_time, log, cfg.beam_size), dev_history(writer.records))
+    evaluate, stop_evaluation = dev_evaluation(s, cfg, program)
+    evaluator = Evaluator(evaluate, DevOutputs(writer, checkpointer, workdir, wall_time, log, cfg.beam_size),
+                          dev_history(writer.records))
     learner = LearnerLoop(cfg, update, pool, evaluator, writer, checkpointer, wall_time, log, stop)
     try:
         outcome = learner.run(learning.replicate(host_state, jax.local_device_count()), start_step, resumed)
     finally:
         pool.stop()
+        stop_evaluation()
         # an evaluation still in flight after a stop request is dropped with its daemon thread (the
         # checkpoint holds its parameters: the resumed run does it again)
         writer.close()
