@@ -108,10 +108,33 @@ def main() -> None:
     base = {run["backend"]: run["batches_per_s"] for run in figures["runs"] if run["actors"] == sizes[0]}
     for run in figures["runs"]:
         run["speedup"] = round(run["batches_per_s"] / base[run["backend"]], 2) if base[run["backend"]] else None
+    figures["scaling_model"] = scaling_model(figures["runs"])
     figures["note"] = ("batches/s of the actors alone with fixed parameters, taken in the learner's order "
                        f"(speedup: against {sizes[0]} actor(s) of the same backend); the learner needs one batch "
                        "per step, so this bounds end-to-end learner steps/s")
     print(common.write_result(args.out, figures))
+
+
+def scaling_model(runs, cores=(16, 32), learner_cores: int = 2) -> dict:
+    """Learner steps/s the actors can feed on a bigger machine with a GPU learner (one batch a step).
+
+    One process actor keeps about one core busy, so its batches/s give the actor core-seconds per batch;
+    the measured 2-actor speedup gives how much of a second core the next actor adds (the overhead of
+    sending parameters and batches). With `learner_cores` kept for the learner's host side and the
+    evaluator, the other cores run actors: steps/s <= (cores - learner_cores) * efficiency / core_s. The
+    GPU learner's own updates/s (benchmarks/gpu_check.sh) caps it from the other side.
+    """
+    by = {(r["backend"], r["actors"]): r["batches_per_s"] for r in runs}
+    one, two = by.get(("processes", 1)), by.get(("processes", 2))
+    if not one or not two:
+        return {"note": "needs the processes backend with 1 and 2 actors"}
+    core_s, efficiency = 1.0 / one, min(1.0, two / (2 * one))
+    return {"actor_core_s_per_batch": round(core_s, 3), "per_actor_efficiency": round(efficiency, 3),
+            "predicted_steps_per_s_actor_bound": {str(n): round((n - learner_cores) * efficiency / core_s, 2)
+                                                   for n in cores},
+            "assumptions": f"process actors, one per core, {learner_cores} cores for the learner's host side "
+                           "and the evaluator, the 2-actor efficiency holds for more actors, the GPU learner "
+                           "keeps up (check its updates/s with benchmarks/gpu_check.sh)"}
 
 
 if __name__ == "__main__":

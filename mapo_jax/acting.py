@@ -36,7 +36,7 @@ import numpy as np
 
 from mapo_jax import decoding, learning, objectives
 from mapo_jax.batching import Featurizer, trajectory_batch
-from mapo_jax.buffer import MemoryBuffer
+from mapo_jax.buffer import BufferSample, MemoryBuffer
 from mapo_jax.env import QAEnvironment, Trajectory
 from mapo_jax.explore.bloom import BloomFilter
 from mapo_jax.explore.systematic import SystematicExplorer
@@ -96,6 +96,43 @@ class _ExampleKeys:
 
     def add(self, prefix: Tuple[str, ...]) -> bool:
         return self.bloom.add((self.example_id,) + tuple(prefix))
+
+
+class _BatchRows:
+    """The programs of one learner batch, one row each, with their weights' inputs; padded at the end
+    to the run's fixed row count (so the learner's update compiles once)."""
+
+    def __init__(self):
+        self.trajectories: List[Trajectory] = []
+        self.example_rows: List[int] = []  # the question (row of the encoder inputs) of each program
+        self.rewards: List[float] = []
+        self.in_buffer: List[bool] = []
+        self.pi_buffer: List[float] = []
+        self.weights: List[float] = []
+
+    def add(self, row: int, trajectory: Trajectory, in_buffer: bool, pi_buffer: float, weight: float) -> None:
+        self.trajectories.append(trajectory)
+        self.example_rows.append(row)
+        self.rewards.append(trajectory.reward)
+        self.in_buffer.append(in_buffer)
+        self.pi_buffer.append(pi_buffer)
+        self.weights.append(weight)
+
+    def learner_batch(self, inputs, n_rows: int, n_examples: int, max_steps: int,
+                      max_valid: int) -> learning.LearnerBatch:
+        """The rows padded to `n_rows` (padding rows hold zeros and are not `valid`)."""
+        n = len(self.trajectories)
+
+        def padded(values, dtype):
+            return np.concatenate([np.asarray(values, dtype), np.zeros(n_rows - n, dtype)])
+
+        samples = objectives.SampleBatch(
+            reward=padded(self.rewards, np.float32), in_buffer=padded(self.in_buffer, bool),
+            pi_buffer=padded(self.pi_buffer, np.float32), sample_weight=padded(self.weights, np.float32),
+            baseline=np.zeros(n_rows, np.float32), valid=padded([True] * n, bool),
+            n_examples=np.float32(n_examples))
+        return learning.LearnerBatch(
+            samples, inputs, trajectory_batch(self.trajectories, max_steps, max_valid, n_rows, self.example_rows))
 
 
 class ActorStats(NamedTuple):
@@ -159,86 +196,85 @@ class Actor:
         return explorer
 
     def make_batch(self, params) -> Tuple[learning.LearnerBatch, ActorStats]:
-        """One learner batch of `questions_per_step` questions sampled with `params` (Algorithm 2)."""
+        """One learner batch of `questions_per_step` questions sampled with `params` (Algorithm 2):
+        1. systematic exploration, 2. buffer draws, 3. on-policy draws, then the padded batch."""
         start = time.perf_counter()
         envs = self._next_questions()
         # padded to a length bucket: the learner compiles once per bucket (a handful), not per batch
         inputs = decoding.encoder_inputs(self.featurizer, envs)
-        new_programs = 0
-        if self.explore:  # 1. systematic exploration: never the same program twice for a question
-            explored = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps,
-                                       explorers=[self._explorer(env) for env in envs])
-            for env, found in zip(envs, explored):
-                new_programs += self.buffer.add_many(env.example.id, found)
-
-        chosen: List[Trajectory] = []
-        fields: Dict[str, list] = {name: [] for name in ("row", "reward", "in_buffer", "pi_buffer", "weight")}
-
-        def emit(row: int, trajectory: Trajectory, in_buffer: bool, pi_buffer: float, weight: float) -> None:
-            chosen.append(trajectory)
-            for name, value in zip(fields, (row, trajectory.reward, in_buffer, pi_buffer, weight)):
-                fields[name].append(value)
-
-        # 2. buffer programs: drawn in proportion to pi (MAPO, MML), the most probable (Hard EM), uniform (IML)
-        pi_of_row: Dict[int, float] = {}
-        if self.objective in BUFFER_OBJECTIVES:
-            buffers = [self.buffer.trajectories(env.example.id) for env in envs]
-            probs = (buffer_program_probs(params, self.config, inputs, buffers, self.max_steps)
-                     if self.objective != "iml" else [None] * len(envs))
-            for row, env in enumerate(envs):
-                example_id = env.example.id
-                if not self.buffer.has_programs(example_id):
-                    continue
-                if self.objective == "iml":
-                    (drawn,) = self.buffer.uniform(example_id, 1, self.np_rng)
-                    pi = 0.0
-                else:
-                    pi = self.buffer.pi_buffer(example_id, probs=probs[row])
-                    pi_of_row[row] = pi
-                    if self.objective == "hard_em":
-                        (drawn,) = self.buffer.most_probable(example_id, probs[row])
-                    else:
-                        (drawn,) = self.buffer.sample(example_id, probs[row], 1, self.np_rng)
-                emit(row, drawn.trajectory, True, pi, drawn.sample_weight)
-
-        # 3. one on-policy program per question (MAPO: kept only outside the buffer; REINFORCE: always)
-        returns = []
+        new_programs = self._explore(params, envs, inputs) if self.explore else 0
+        rows = _BatchRows()
+        pi_of_row = self._draw_from_buffers(params, envs, inputs, rows) if self.objective in BUFFER_OBJECTIVES else {}
+        returns: List[float] = []
         if self.objective in ("mapo", "reinforce"):
-            on_policy = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps)
-            for row, (env, found) in enumerate(zip(envs, on_policy)):
-                for trajectory in found:
-                    returns.append(trajectory.reward)
-                    if self.objective == "reinforce":
-                        emit(row, trajectory, False, 0.0, 1.0)
-                        continue
-                    if self.buffer.contains(env.example.id, trajectory.tokens):
-                        continue  # rejected: the buffer term covers it
-                    pi = pi_of_row.get(row, 0.0)
-                    # one draw kept with probability 1 - pi_B: unbiased weight (objectives module doc)
-                    emit(row, trajectory, False, pi, 1.0 / max(1.0 - pi, 1e-6))
-                    new_programs += self.buffer.add(env.example.id, trajectory)
-
-        # Done with these questions until the next epoch: free their interpreter memos. The explorer
-        # keeps nothing the Bloom filter does not (every record is persistent), so it is rebuilt too.
-        for env in envs:
-            env.release_memory()
-            self._explorers.pop(env.example.id, None)
-
-        n, pad = len(chosen), self.n_rows - len(chosen)
-
-        def padded(values, dtype):
-            return np.concatenate([np.asarray(values, dtype), np.zeros(pad, dtype)])
-
-        samples = objectives.SampleBatch(
-            reward=padded(fields["reward"], np.float32), in_buffer=padded(fields["in_buffer"], bool),
-            pi_buffer=padded(fields["pi_buffer"], np.float32), sample_weight=padded(fields["weight"], np.float32),
-            baseline=np.zeros(self.n_rows, np.float32), valid=padded([True] * n, bool),
-            n_examples=np.float32(len(envs)))
-        batch = learning.LearnerBatch(
-            samples, inputs, trajectory_batch(chosen, self.max_steps, self.config.max_valid, self.n_rows, fields["row"]))
+            returns, added = self._draw_on_policy(params, envs, inputs, pi_of_row, rows)
+            new_programs += added
+        self._release(envs)
+        batch = rows.learner_batch(inputs, self.n_rows, len(envs), self.max_steps, self.config.max_valid)
         stats = ActorStats(float(np.mean(returns)) if returns else float("nan"), new_programs,
                            self.buffer.coverage(self._ids), time.perf_counter() - start)
         return batch, stats
+
+    def _explore(self, params, envs: Sequence[QAEnvironment], inputs) -> int:
+        """1. Systematic exploration, one rollout a question: never the same program twice for a
+        question (across batches, through the Bloom filter). Returns how many programs joined the buffer."""
+        explored = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps,
+                                   explorers=[self._explorer(env) for env in envs])
+        return sum(self.buffer.add_many(env.example.id, found) for env, found in zip(envs, explored))
+
+    def _draw_from_buffers(self, params, envs: Sequence[QAEnvironment], inputs, rows: _BatchRows) -> Dict[int, float]:
+        """2. One buffer program per question that has one, as a learner row; returns pi_B by row
+        (not for IML, which draws uniformly and so never scores the buffer)."""
+        probs = ([None] * len(envs) if self.objective == "iml" else buffer_program_probs(
+            params, self.config, inputs, [self.buffer.trajectories(env.example.id) for env in envs], self.max_steps))
+        pi_of_row: Dict[int, float] = {}
+        for row, env in enumerate(envs):
+            if not self.buffer.has_programs(env.example.id):
+                continue
+            drawn, pi = self._draw_buffer_program(env.example.id, probs[row])
+            if self.objective != "iml":
+                pi_of_row[row] = pi
+            rows.add(row, drawn.trajectory, True, pi, drawn.sample_weight)
+        return pi_of_row
+
+    def _draw_buffer_program(self, example_id: str, probs: Optional[np.ndarray]) -> Tuple[BufferSample, float]:
+        """(drawn program, pi_B): drawn in proportion to pi (MAPO, MML), the most probable (Hard EM),
+        uniform (IML, whose pi_B is left at 0)."""
+        if self.objective == "iml":
+            (drawn,) = self.buffer.uniform(example_id, 1, self.np_rng)
+            return drawn, 0.0
+        pi = self.buffer.pi_buffer(example_id, probs=probs)
+        if self.objective == "hard_em":
+            (drawn,) = self.buffer.most_probable(example_id, probs)
+        else:
+            (drawn,) = self.buffer.sample(example_id, probs, 1, self.np_rng)
+        return drawn, pi
+
+    def _draw_on_policy(self, params, envs: Sequence[QAEnvironment], inputs, pi_of_row: Dict[int, float],
+                        rows: _BatchRows) -> Tuple[List[float], int]:
+        """3. One on-policy program per question. REINFORCE keeps every draw; MAPO keeps a draw only
+        outside the buffer (rejection: the buffer term covers the rest), and a rewarded one joins the
+        buffer. Returns every draw's reward and how many programs joined."""
+        on_policy = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps)
+        returns, new_programs = [], 0
+        for row, (env, found) in enumerate(zip(envs, on_policy)):
+            for trajectory in found:
+                returns.append(trajectory.reward)
+                if self.objective == "reinforce":
+                    rows.add(row, trajectory, False, 0.0, 1.0)
+                elif not self.buffer.contains(env.example.id, trajectory.tokens):
+                    pi = pi_of_row.get(row, 0.0)
+                    # one draw kept with probability 1 - pi_B: unbiased weight (objectives module doc)
+                    rows.add(row, trajectory, False, pi, 1.0 / max(1.0 - pi, 1e-6))
+                    new_programs += self.buffer.add(env.example.id, trajectory)
+        return returns, new_programs
+
+    def _release(self, envs: Sequence[QAEnvironment]) -> None:
+        """Done with these questions until the next epoch: free their interpreter memos. The explorer
+        keeps nothing the Bloom filter does not (every record is persistent), so it is rebuilt too."""
+        for env in envs:
+            env.release_memory()
+            self._explorers.pop(env.example.id, None)
 
     # ----------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> Tuple[dict, Dict[str, np.ndarray]]:

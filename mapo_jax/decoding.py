@@ -163,6 +163,9 @@ class _Observations:
 
 
 class _Row:
+    """One program being sampled: its environment, current state, and the steps taken so far (the
+    path of states is what an explorer needs to propagate exhaustion towards the root)."""
+
     __slots__ = ("env", "state", "path", "observations", "actions", "live")
 
     def __init__(self, env_index: int, root: ProgramState):
@@ -173,14 +176,129 @@ class _Row:
         self.actions: List[int] = []
         self.live = True
 
-
-def _report_exhausted(explorer, row: _Row) -> None:
-    """A prefix with no open token left: record it and propagate exhaustion up the row's path."""
-    explorer.record_exhausted(row.path, row.state)
+    def take(self, observation: Observation, action: int, token: str) -> None:
+        """Records one step (the observation it was taken from, its slot) and moves to the next state."""
+        self.observations.append(observation)
+        self.actions.append(action)
+        self.path.append(self.state)
+        self.state = self.state.step(token)
 
 
 def _trajectory(env: QAEnvironment, row: _Row) -> Trajectory:
     return Trajectory.from_steps(row.observations, row.actions, row.state.tokens, env.reward(row.state))
+
+
+def _pick(scores: np.ndarray, rng: Optional[np.random.Generator], greedy: bool) -> int:
+    """Index of the chosen score: the largest, or a draw from softmax(scores) by inverse CDF with
+    exactly one `rng.random()` (so a seeded generator gives identical samples)."""
+    if greedy:
+        return int(np.argmax(scores))
+    probs = np.exp(scores - scores.max())
+    cumulative = np.cumsum(probs)
+    choice = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return min(choice, len(scores) - 1)
+
+
+class _RowPolicy:
+    """The policy over a fixed set of rows: questions encoded once and gathered per row (row r reads
+    its environment's question), then one jitted `policy.step` over all rows per call."""
+
+    def __init__(self, params: policy.Params, config: ModelConfig, envs: Sequence[QAEnvironment],
+                 inputs: EncoderInputs, row_envs: Sequence[int]):
+        self.params, self.config = params, config
+        encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
+        self.n_rows = row_bucket(len(row_envs))
+        env_index = np.zeros(self.n_rows, np.int32)
+        env_index[: len(row_envs)] = row_envs
+        self.encoded = _take_rows(encoded, env_index)
+        self.state = policy.initial_state(self.encoded, config)
+
+    def step(self, observations: Sequence[Optional[Observation]]) -> np.ndarray:
+        """Log-probabilities [n_rows, max_valid] (float64) of one step; rows without an observation
+        get a dummy step."""
+        step_inputs = _step_inputs(observations, self.n_rows, self.config.max_valid)
+        self.state, log_probs = policy.step(self.params, self.encoded, self.state, step_inputs, self.config)
+        return np.asarray(log_probs, np.float64)
+
+
+class _Sampler:
+    """The Python side of one `sample` call: which rows are live, which slots each may take (all
+    valid ones, or its explorer's open tokens), the pick, and what is reported to the explorers.
+    Kept apart from the policy so the explorer bookkeeping reads in one place."""
+
+    def __init__(self, envs: Sequence[QAEnvironment], explorers: Optional[Sequence],
+                 rng: Optional[np.random.Generator], greedy: bool):
+        self.envs, self.explorers, self.rng, self.greedy = envs, explorers, rng, greedy
+        self.observe = _Observations()
+        self.results: List[List[Trajectory]] = [[] for _ in envs]
+
+    def _explorer(self, row: _Row):
+        return None if self.explorers is None else self.explorers[row.env]
+
+    def start_rows(self, n_samples: int) -> List[_Row]:
+        """`n_samples` rows per environment with a program left to sample (each counts as a rollout
+        of its explorer); none for an environment without programs or fully explored."""
+        rows: List[_Row] = []
+        for i, env in enumerate(self.envs):
+            root = env.context.initial_state()
+            if not root.valid_tokens() or (self.explorers is not None and not self.explorers[i].open_tokens(root)):
+                continue
+            for _ in range(n_samples):
+                rows.append(_Row(i, root))
+                if self.explorers is not None:
+                    self.explorers[i].n_rollouts += 1
+        return rows
+
+    def _stop_exhausted(self, row: _Row) -> None:
+        """A prefix with no open token left: record it (exhaustion climbs the row's path) and stop."""
+        self._explorer(row).record_exhausted(row.path, row.state)
+        row.live = False
+
+    def live_rows(self, rows: Sequence[_Row]) -> List[int]:
+        """Indices of the rows to step; rows standing on an exhausted prefix are stopped first, so no
+        policy computation is spent on them."""
+        if self.explorers is not None:
+            for row in rows:
+                if row.live and not self.explorers[row.env].open_tokens(row.state):
+                    self._stop_exhausted(row)
+        return [k for k, row in enumerate(rows) if row.live]
+
+    def observations(self, rows: Sequence[_Row], live: Sequence[int], n_rows: int) -> List[Optional[Observation]]:
+        """The live rows' observations (over the full valid list), `None` for the other rows."""
+        observations: List[Optional[Observation]] = [None] * n_rows
+        for k in live:
+            row = rows[k]
+            observations[k] = self.observe(row.env, self.envs[row.env], row.state)
+        return observations
+
+    def _slots(self, row: _Row, valid: Sequence[str]) -> Optional[np.ndarray]:
+        """Slots of the valid list the row may take: all, or its explorer's open tokens as of now
+        (rows earlier in this step may have closed some); `None` when none is left (row stopped)."""
+        explorer = self._explorer(row)
+        if explorer is None:
+            return np.arange(len(valid))
+        open_tokens = explorer.open_tokens(row.state)
+        if not open_tokens:
+            self._stop_exhausted(row)
+            return None
+        slot_of = {token: a for a, token in enumerate(valid)}
+        return np.array([slot_of[token] for token in open_tokens])
+
+    def advance(self, row: _Row, observation: Observation, log_probs: np.ndarray) -> None:
+        """Picks the row's next token among its slots and steps it; a finished program is reported
+        to the explorer and kept as a trajectory."""
+        valid = row.state.valid_tokens()
+        slots = self._slots(row, valid)
+        if slots is None:
+            return
+        action = int(slots[_pick(log_probs[slots], self.rng, self.greedy)])
+        row.take(observation, action, valid[action])
+        if row.state.done:
+            row.live = False
+            explorer = self._explorer(row)
+            if explorer is not None:
+                explorer.record_program(row.path, row.state)
+            self.results[row.env].append(_trajectory(self.envs[row.env], row))
 
 
 def sample(
@@ -208,83 +326,25 @@ def sample(
     prefixes or exceed `max_steps` (default: `max_program_steps(envs)`).
     """
     _check(config, envs, explorers)
-    results: List[List[Trajectory]] = [[] for _ in envs]
     if not envs or n_samples < 1:
-        return results
+        return [[] for _ in envs]
     if rng is None and not greedy:
         raise ValueError("sampling needs an rng (or greedy=True)")
     max_steps = max_program_steps(envs) if max_steps is None else max_steps
-    rows: List[_Row] = []
-    for i, env in enumerate(envs):
-        root = env.context.initial_state()
-        if not root.valid_tokens() or (explorers is not None and not explorers[i].open_tokens(root)):
-            continue  # no program at all, or fully explored
-        for _ in range(n_samples):
-            rows.append(_Row(i, root))
-            if explorers is not None:
-                explorers[i].n_rollouts += 1
+    sampler = _Sampler(envs, explorers, rng, greedy)
+    rows = sampler.start_rows(n_samples)
     if not rows:
-        return results
-
-    encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
-    n_rows = row_bucket(len(rows))
-    env_index = np.zeros(n_rows, np.int32)
-    env_index[: len(rows)] = [row.env for row in rows]
-    encoded = _take_rows(encoded, env_index)
-    state = policy.initial_state(encoded, config)
-    observe = _Observations()
-
+        return sampler.results
+    model = _RowPolicy(params, config, envs, inputs, [row.env for row in rows])
     for _ in range(max_steps):
-        if explorers is not None:  # drop rows standing on an exhausted prefix before computing
-            for row in rows:
-                if row.live and not explorers[row.env].open_tokens(row.state):
-                    _report_exhausted(explorers[row.env], row)
-                    row.live = False
-        live = [k for k, row in enumerate(rows) if row.live]
+        live = sampler.live_rows(rows)
         if not live:
             break
-        observations: List[Optional[Observation]] = [None] * n_rows
+        observations = sampler.observations(rows, live, model.n_rows)
+        log_probs = model.step(observations)
         for k in live:
-            row = rows[k]
-            observations[k] = observe(row.env, envs[row.env], row.state)
-        step_inputs = _step_inputs(observations, n_rows, config.max_valid)
-        state, log_probs = policy.step(params, encoded, state, step_inputs, config)
-        log_probs = np.asarray(log_probs, np.float64)
-
-        for k in live:
-            row = rows[k]
-            valid = row.state.valid_tokens()
-            if explorers is None:
-                slots = np.arange(len(valid))
-            else:
-                explorer = explorers[row.env]
-                # Open tokens as of now: rows earlier in this step may have closed some.
-                open_tokens = explorer.open_tokens(row.state)
-                if not open_tokens:
-                    _report_exhausted(explorer, row)
-                    row.live = False
-                    continue
-                slot_of = {token: a for a, token in enumerate(valid)}
-                slots = np.array([slot_of[token] for token in open_tokens])
-            scores = log_probs[k, slots]
-            if greedy:
-                choice = int(np.argmax(scores))
-            else:
-                probs = np.exp(scores - scores.max())
-                cumulative = np.cumsum(probs)
-                choice = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-                choice = min(choice, len(slots) - 1)
-            action = int(slots[choice])
-            row.observations.append(observations[k])
-            row.actions.append(action)
-            row.path.append(row.state)
-            row.state = row.state.step(valid[action])
-            if row.state.done:
-                row.live = False
-                if explorers is not None:
-                    explorers[row.env].record_program(row.path, row.state)
-                results[row.env].append(_trajectory(envs[row.env], row))
-    return results
+            sampler.advance(rows[k], observations[k], log_probs[k])
+    return sampler.results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +357,86 @@ class _Beam(NamedTuple):
     state: ProgramState
     score: float
     row: int  # row of the decoder state this hypothesis continues from
+
+
+# A finished program of beam search before ranking: (summed log-probability, tokens).
+_Finished = Tuple[float, Tuple[str, ...]]
+
+
+class _BeamPolicy:
+    """The policy over a changing set of hypotheses: questions encoded once (rows: environments);
+    every step gathers encoder outputs by environment and decoder states by parent row."""
+
+    def __init__(self, params: policy.Params, config: ModelConfig, envs: Sequence[QAEnvironment],
+                 inputs: EncoderInputs):
+        self.params, self.config, self.envs = params, config, envs
+        self.encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
+        self.state = policy.initial_state(self.encoded, config)  # rows: environments
+        self.observe = _Observations()
+
+    def step(self, beam: Sequence[_Beam]) -> np.ndarray:
+        """Log-probabilities [row_bucket(len(beam)), max_valid] (float64): row k extends `beam[k]`."""
+        n_rows = row_bucket(len(beam))
+        env_index = np.zeros(n_rows, np.int32)
+        parent = np.zeros(n_rows, np.int32)
+        env_index[: len(beam)] = [h.env for h in beam]
+        parent[: len(beam)] = [h.row for h in beam]
+        observations: List[Optional[Observation]] = [None] * n_rows
+        for k, h in enumerate(beam):
+            observations[k] = self.observe(h.env, self.envs[h.env], h.state)
+        self.state, log_probs = policy.step(
+            self.params, _take_rows(self.encoded, env_index), _take_rows(self.state, parent),
+            _step_inputs(observations, n_rows, self.config.max_valid), self.config)
+        return np.asarray(log_probs, np.float64)
+
+
+def _candidates(beam: Sequence[_Beam], log_probs: np.ndarray,
+                finished: Sequence[List[_Finished]]) -> Dict[int, list]:
+    """Per environment with live hypotheses, its candidates `(score, done, what)` in tie-breaking
+    order: its finished programs (`what`: tokens), then every valid extension of each hypothesis
+    in beam order and valid-slot order (`what`: (hypothesis index, slot))."""
+    pools: Dict[int, list] = {}
+    for k, h in enumerate(beam):
+        pool = pools.get(h.env)
+        if pool is None:
+            pool = pools[h.env] = [(score, True, tokens) for score, tokens in finished[h.env]]
+        n_valid = len(h.state.valid_tokens())
+        scores = h.score + log_probs[k, :n_valid]
+        pool.extend((float(scores[a]), False, (k, a)) for a in range(n_valid))
+    return pools
+
+
+def _select(pools: Dict[int, list], beam: Sequence[_Beam], beam_size: int,
+            finished: List[List[_Finished]]) -> List[_Beam]:
+    """Keeps each environment's `beam_size` best candidates (a stable sort: ties keep pool order).
+    `finished[i]` becomes its kept finished programs plus the kept extensions that end the program;
+    the other kept extensions are returned as the next beam."""
+    new_beam: List[_Beam] = []
+    for i, pool in pools.items():
+        kept = sorted(pool, key=lambda c: -c[0])[:beam_size]
+        finished[i] = [(score, what) for score, done, what in kept if done]
+        for score, done, what in kept:
+            if done:
+                continue
+            k, a = what
+            h = beam[k]
+            child = h.state.step(h.state.valid_tokens()[a])
+            if child.done:
+                finished[i].append((score, child.tokens))
+            else:
+                new_beam.append(_Beam(i, child, score, k))
+    return new_beam
+
+
+def _ranked(programs: Sequence[_Finished]) -> List[Hypothesis]:
+    """An environment's finished programs best first, probabilities renormalised over them."""
+    programs = sorted(programs, key=lambda p: -p[0])
+    if not programs:
+        return []
+    scores = np.array([score for score, _ in programs])
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    return [Hypothesis(tuple(tokens), float(score), float(p)) for (score, tokens), p in zip(programs, probs)]
 
 
 def beam_search(
@@ -316,68 +456,18 @@ def beam_search(
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     _check(config, envs, None)
-    finished: List[List[Tuple[float, Tuple[str, ...]]]] = [[] for _ in envs]
     if not envs:
         return []
     max_steps = max_program_steps(envs) if max_steps is None else max_steps
-    encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
-    state = policy.initial_state(encoded, config)  # rows: environments
+    model = _BeamPolicy(params, config, envs, inputs)
     beam = [
         _Beam(i, env.context.initial_state(), 0.0, i)
         for i, env in enumerate(envs) if env.context.initial_state().valid_tokens()
     ]
-    observe = _Observations()
-
+    finished: List[List[_Finished]] = [[] for _ in envs]
     for _ in range(max_steps):
         if not beam:
             break
-        n_rows = row_bucket(len(beam))
-        env_index = np.zeros(n_rows, np.int32)
-        parent = np.zeros(n_rows, np.int32)
-        env_index[: len(beam)] = [h.env for h in beam]
-        parent[: len(beam)] = [h.row for h in beam]
-        observations: List[Optional[Observation]] = [None] * n_rows
-        for k, h in enumerate(beam):
-            observations[k] = observe(h.env, envs[h.env], h.state)
-        state, log_probs = policy.step(
-            params, _take_rows(encoded, env_index), _take_rows(state, parent),
-            _step_inputs(observations, n_rows, config.max_valid), config)
-        log_probs = np.asarray(log_probs, np.float64)
-
-        # Candidates per environment: its finished programs, then every valid extension.
-        pools: Dict[int, list] = {}
-        for k, h in enumerate(beam):
-            pool = pools.get(h.env)
-            if pool is None:
-                pool = pools[h.env] = [(score, True, tokens) for score, tokens in finished[h.env]]
-            n_valid = len(h.state.valid_tokens())
-            scores = h.score + log_probs[k, :n_valid]
-            pool.extend((float(scores[a]), False, (k, a)) for a in range(n_valid))
-        new_beam: List[_Beam] = []
-        for i, pool in pools.items():
-            kept = sorted(pool, key=lambda c: -c[0])[:beam_size]  # stable: ties keep pool order
-            finished[i] = [(score, what) for score, done, what in kept if done]
-            for score, done, what in kept:
-                if done:
-                    continue
-                k, a = what
-                h = beam[k]
-                child = h.state.step(h.state.valid_tokens()[a])
-                if child.done:
-                    finished[i].append((score, child.tokens))
-                else:
-                    new_beam.append(_Beam(i, child, score, k))
-        beam = new_beam
-
-    results: List[List[Hypothesis]] = []
-    for programs in finished:
-        programs = sorted(programs, key=lambda p: -p[0])
-        if not programs:
-            results.append([])
-            continue
-        scores = np.array([score for score, _ in programs])
-        probs = np.exp(scores - scores.max())
-        probs /= probs.sum()
-        results.append([Hypothesis(tuple(tokens), float(score), float(p))
-                        for (score, tokens), p in zip(programs, probs)])
-    return results
+        log_probs = model.step(beam)
+        beam = _select(_candidates(beam, log_probs, finished), beam, beam_size, finished)
+    return [_ranked(programs) for programs in finished]
