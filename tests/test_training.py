@@ -18,6 +18,14 @@ from mapo_jax.training import TrainingFailed, train_and_evaluate
 
 from conftest import train_records
 
+
+def small(toy_programs, **changes) -> TrainConfig:
+    settings = dict(hidden_size=32, min_count=1, questions_per_step=10, n_steps=30, eval_every=1000, log_every=5,
+                    checkpoint_every=1000, programs_file=toy_programs, n_actors=1, seed=0)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
 def test_mapo_learns_the_toy_dataset(toy_programs, tmp_path):
     """The quick start's code path, shrunk: beam-search dev accuracy must rise well above its start."""
     messages = []
