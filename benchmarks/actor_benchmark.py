@@ -15,7 +15,9 @@ price of sending parameters and batches between processes. Writes results/OUT.js
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from typing import Dict, Optional
 
 import common  # noqa: F401  (sys.path)
 
@@ -31,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--actors", default="1,2,4")
     parser.add_argument("--backends", default="threads,processes,ray")
     parser.add_argument("--programs_file", default="runs/wtq_split1/warm_start/programs.json")
+    parser.add_argument("--worker_xla_threads", type=int, default=None,
+                        help="XLA threads of each worker process or Ray actor (default: the library's)")
     parser.add_argument("--out", default="actors", help="results/OUT.json")
     return parser.parse_args()
 
@@ -64,6 +68,8 @@ def measure(s, buffer, params, backend: str, n_actors: int, args) -> dict:
     from mapo_jax.config import ProgramConfig, TrainConfig
     from mapo_jax.training.actor_pool import create_actor_pool
 
+    if backend == "ray":
+        start_ray(int(max(args.actors.split(","), key=int)))
     cfg = TrainConfig(n_actors=n_actors, actor_backend=backend, publish_every=FIXED_PARAMETERS, policy_lag=0,
                       hidden_size=s.model_config.hidden_size, min_count=1)
     pool = create_actor_pool(s, cfg, ProgramConfig(), 0, buffer, None, log=print)
@@ -74,30 +80,61 @@ def measure(s, buffer, params, backend: str, n_actors: int, args) -> dict:
         for step in range(args.warmup * n_actors):
             pool.next_batch(step, while_waiting=lambda: None)
         warm_seconds, start, batches = time.perf_counter() - started, time.perf_counter(), 0
+        cpu_start = process_tree_cpu()
         while time.perf_counter() - start < args.seconds:
             pool.next_batch(args.warmup * n_actors + batches, while_waiting=lambda: None)
             batches += 1
-        elapsed = time.perf_counter() - start
+        elapsed, core_seconds = time.perf_counter() - start, process_tree_cpu(cpu_start)
     finally:
         pool.stop()
     return {"backend": backend, "actors": n_actors, "batches": batches, "seconds": round(elapsed, 1),
             "batches_per_s": round(batches / elapsed, 3),
+            "core_s_per_batch": round(core_seconds / batches, 3) if batches else None,
             "questions_per_s": round(batches * cfg.questions_per_step / elapsed, 1),
             "warmup_seconds": round(warm_seconds, 1)}
+
+
+def start_ray(n_cpus: int) -> None:
+    """One local instance for every Ray pool, sized for the largest, started only when first needed (its
+    daemons would count in the other backends' core-seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=n_cpus, include_dashboard=False, object_store_memory=512 * 1024 ** 2)
+
+
+def process_tree_cpu(since: Optional[Dict[int, float]] = None):
+    """CPU seconds (user + system, every thread) of this process and its descendants (worker processes,
+    Ray's raylet and workers): a snapshot by pid, or, given an earlier snapshot, the total used since.
+    Core-seconds per batch hardly depend on what else the machine runs, unlike batches/s."""
+    import psutil
+
+    me = psutil.Process()
+    snapshot = {}
+    for process in [me] + me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            snapshot[process.pid] = times.user + times.system
+    if since is None:
+        return snapshot
+    return sum(seconds - since.get(pid, 0.0) for pid, seconds in snapshot.items())
 
 
 def main() -> None:
     args = parse_args()
     backends = args.backends.split(",")
     sizes = [int(n) for n in args.actors.split(",")]
-    if "ray" in backends:  # one local instance for every pool, sized for the largest
-        import ray
+    if args.worker_xla_threads is not None:
+        from mapo_jax.training import process_pool
 
-        ray.init(num_cpus=max(sizes), include_dashboard=False, object_store_memory=512 * 1024 ** 2)
+        process_pool.WORKER_XLA_THREADS = args.worker_xla_threads
     s, buffer, params = prepare(args)
     from mapo_jax.config import TrainConfig
 
+    from mapo_jax.training import process_pool
+
     figures = {"dataset": args.dataset, "questions": len(s.train_envs),
+               "worker_xla_threads": process_pool.WORKER_XLA_THREADS,
                "questions_per_batch": TrainConfig().questions_per_step,
                "buffer_coverage": buffer.coverage([env.example.id for env in s.train_envs]), "runs": []}
     for backend in backends:

@@ -25,6 +25,7 @@ from mapo_jax import config as config_lib
 
 config_lib.define_flags()
 FLAGS = flags.FLAGS
+INTERRUPTED_EXIT_CODE = 130  # the shell convention for a program ended by Ctrl-C (128 + SIGINT)
 
 
 @contextlib.contextmanager
@@ -63,7 +64,8 @@ def main(argv):
     best = result["best"]
     if result["interrupted"]:
         print(f"interrupted at step {result['step']}; run the same command to resume", file=sys.stderr)
-    elif best:
+        sys.exit(INTERRUPTED_EXIT_CODE)  # not 0: a script that runs several trainings stops here too
+    if best:
         how = "early stop" if result.get("early_stopped") else "done"
         print(f"{how}: step {result['step']}, best dev accuracy {best['dev/accuracy']:.4f} at step {best['step']}")
 

@@ -165,6 +165,23 @@ def test_a_worker_that_fails_sends_its_traceback(glove):
         worker.stop()
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
+def test_a_worker_process_runs_xla_on_one_cpu_thread():
+    """Workers are one per core: XLA's CPU thread pool in a worker has one thread, not one per core
+    of the machine (two workers on two cores then make about twice the batches of one)."""
+    from mapo_jax.training.process_pool import WORKER_XLA_THREADS, WorkerProcess, spawn_context
+    from worker_probe import ProbeRecipe
+
+    worker = WorkerProcess("probe", ProbeRecipe(), spawn_context())
+    worker.start()
+    try:
+        seen = worker.wait(worker.call("xla_setup"), check=lambda: None)
+    finally:
+        worker.stop()
+    assert seen == {"platform": "cpu", "xla_threads": WORKER_XLA_THREADS}
+
+
 @pytest.mark.timeout(180)
 def test_the_evaluation_process_gives_the_evaluator_thread_s_results(glove):
     """--eval_backend=process: the same beams as beam search in this process, and a clear error once

@@ -34,18 +34,26 @@ from mapo_jax.training.remote_pool import ActorRecipe, Published, RemoteActor, R
 
 POLL_S = 0.05  # how often a process waiting for a reply looks at the worker's exit code
 STOP_GRACE_S = 2.0  # a stopped worker ends at its next request; after this it is killed
-# Workers are about one per core: XLA's Eigen kernels run single-threaded in each, instead of every
-# worker spreading its matrix products over all cores.
+# Workers are about one per core, so each runs XLA on one thread. XLA on CPU sizes its thread pool by
+# the cores it sees (NPROC overrides that); with the default pool every worker spread its matrix
+# products over all cores, and two workers on two cores made 1.3x the batches of one, not 2x.
+# `--xla_cpu_multi_thread_eigen=false` alone still left a pool as large as the machine.
+WORKER_XLA_THREADS = 1
 WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 _ENVIRON_LOCK = threading.Lock()
 
 
+def worker_env(inherited_xla_flags: str = "") -> dict:
+    """Environment variables of a worker (a process or a Ray actor): JAX on CPU (an accelerator stays
+    the learner's), XLA on `WORKER_XLA_THREADS` threads. Read when the worker imports jax."""
+    return {"JAX_PLATFORMS": "cpu", "NPROC": str(WORKER_XLA_THREADS),
+            "XLA_FLAGS": f"{inherited_xla_flags} {WORKER_XLA_FLAGS}".strip()}
+
+
 @contextlib.contextmanager
 def worker_environment() -> Iterator[None]:
-    """The environment a worker is spawned with: JAX on CPU (the accelerator stays the learner's) and
-    single-threaded Eigen kernels; it must be set before the worker imports jax, so before it starts."""
-    changes = {"JAX_PLATFORMS": "cpu",
-               "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {WORKER_XLA_FLAGS}".strip()}
+    """This process's environment set to `worker_env` while a worker is spawned (it inherits it)."""
+    changes = worker_env(os.environ.get("XLA_FLAGS", ""))
     with _ENVIRON_LOCK, _ctrl_c_ignored():
         saved = {name: os.environ.get(name) for name in changes}
         os.environ.update(changes)

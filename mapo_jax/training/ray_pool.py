@@ -23,12 +23,11 @@ import ray
 
 from mapo_jax.config import TrainConfig
 from mapo_jax.errors import TrainingFailed
-from mapo_jax.training.process_pool import WORKER_XLA_FLAGS
+from mapo_jax.training.process_pool import worker_env
 from mapo_jax.training.remote_pool import ActorHost, ActorRecipe, Published, RemoteActor, RemoteBackend, Reply
 
 POLL_S = 0.05  # how often a learner waiting for a batch checks the run's other roles
 OBJECT_STORE_BYTES = 256 * 1024 ** 2  # a local instance's object store: parameters and batches in flight
-WORKER_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": WORKER_XLA_FLAGS}
 RemoteActorHost = ray.remote(ActorHost)
 
 
@@ -43,7 +42,7 @@ class RayActor(RemoteActor):
         self._awaited: Deque[Reply] = collections.deque()
 
     def start(self) -> None:
-        options = dict(num_cpus=1, max_restarts=0, runtime_env={"env_vars": WORKER_ENV})
+        options = dict(num_cpus=1, max_restarts=0, runtime_env={"env_vars": worker_env()})
         self._handle = RemoteActorHost.options(name=f"mapo-actor-{self.index}-{os.getpid()}-{id(self)}",
                                                **options).remote(self._recipe)
         self._recipe = None

@@ -92,8 +92,9 @@ class ActorHost:
         return self.actor.make_batch(params)
 
     def hold_params(self, version: int, params) -> None:
-        """Keeps a parameter version for the batch requests that name it (it is sent once)."""
-        self._held = (version, params)
+        """Keeps a parameter version for the batch requests that name it (it is sent once), as device
+        arrays: host arrays would be copied into XLA at every one of a batch's policy calls."""
+        self._held = (version, jax.device_put(params))
 
     def make_batch_with(self, version: int) -> tuple:
         held, params = self._held
