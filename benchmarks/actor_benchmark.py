@@ -7,7 +7,11 @@ The actors own shards of `--questions` training questions (warm-started from a r
 when given, else empty buffers) and make learner batches (25 questions: systematic exploration, buffer
 scoring and draw, one on-policy sample) with fixed parameters, through the pool the training uses
 (`actor_pool.create_actor_pool`): batches are taken in the learner's order (step s from actor s mod N)
-for `--seconds`, after `--warmup` batches per actor that compile every shape. Threads share the GIL
+for `--seconds`, after a warm-up of one pass over each actor's shard (`--warmup`: batches per actor
+instead). The warm-up compiles the shapes a pass meets (row buckets vary with the questions) and
+makes each question's first use: a first pass cost about 1.5x the core-seconds per batch of a later
+one (one process actor 0.72 against 0.49, one thread 0.84 against 0.57), and a long run is almost all
+later passes. Threads share the GIL
 (the interpreter is Python; only XLA calls release it); worker processes and Ray actors do not, at the
 price of sending parameters and batches between processes. Writes results/OUT.json.
 """
@@ -29,7 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dataset", default="wtq")
     parser.add_argument("--questions", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--warmup", type=int, default=3, help="batches per actor before the clock starts")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="batches per actor before the clock starts (default: one pass over its shard)")
     parser.add_argument("--actors", default="1,2,4")
     parser.add_argument("--backends", default="threads,processes,ray")
     parser.add_argument("--programs_file", default="runs/wtq_split1/warm_start/programs.json")
@@ -77,12 +82,13 @@ def measure(s, buffer, params, backend: str, n_actors: int, args) -> dict:
     pool.start()
     try:
         step, started = 0, time.perf_counter()
-        for step in range(args.warmup * n_actors):
+        warmup = args.warmup or -(-len(s.train_envs) // (n_actors * cfg.questions_per_step))
+        for step in range(warmup * n_actors):
             pool.next_batch(step, while_waiting=lambda: None)
         warm_seconds, start, batches = time.perf_counter() - started, time.perf_counter(), 0
         cpu_start = process_tree_cpu()
         while time.perf_counter() - start < args.seconds:
-            pool.next_batch(args.warmup * n_actors + batches, while_waiting=lambda: None)
+            pool.next_batch(warmup * n_actors + batches, while_waiting=lambda: None)
             batches += 1
         elapsed, core_seconds = time.perf_counter() - start, process_tree_cpu(cpu_start)
     finally:
@@ -91,7 +97,7 @@ def measure(s, buffer, params, backend: str, n_actors: int, args) -> dict:
             "batches_per_s": round(batches / elapsed, 3),
             "core_s_per_batch": round(core_seconds / batches, 3) if batches else None,
             "questions_per_s": round(batches * cfg.questions_per_step / elapsed, 1),
-            "warmup_seconds": round(warm_seconds, 1)}
+            "warmup_batches_per_actor": warmup, "warmup_seconds": round(warm_seconds, 1)}
 
 
 def start_ray(n_cpus: int) -> None:
