@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import common  # noqa: F401  (sys.path)
 
@@ -74,23 +74,24 @@ def measure(s, buffer, params, backend: str, n_actors: int, args) -> dict:
     from mapo_jax.training.actor_pool import create_actor_pool
 
     if backend == "ray":
-        start_ray(int(max(args.actors.split(","), key=int)))
+        start_ray(max(int(n) for n in args.actors.split(",")))
     cfg = TrainConfig(n_actors=n_actors, actor_backend=backend, publish_every=FIXED_PARAMETERS, policy_lag=0,
                       hidden_size=s.model_config.hidden_size, min_count=1)
     pool = create_actor_pool(s, cfg, ProgramConfig(), 0, buffer, None, log=print)
     pool.publish(0, params)
     pool.start()
     try:
-        step, started = 0, time.perf_counter()
+        started = time.perf_counter()
         warmup = args.warmup or -(-len(s.train_envs) // (n_actors * cfg.questions_per_step))
         for step in range(warmup * n_actors):
             pool.next_batch(step, while_waiting=lambda: None)
         warm_seconds, start, batches = time.perf_counter() - started, time.perf_counter(), 0
-        cpu_start = process_tree_cpu()
+        cpu_start = process_tree_cpu_seconds()
         while time.perf_counter() - start < args.seconds:
             pool.next_batch(warmup * n_actors + batches, while_waiting=lambda: None)
             batches += 1
-        elapsed, core_seconds = time.perf_counter() - start, process_tree_cpu(cpu_start)
+        elapsed = time.perf_counter() - start
+        core_seconds = sum(seconds - cpu_start.get(pid, 0.0) for pid, seconds in process_tree_cpu_seconds().items())
     finally:
         pool.stop()
     return {"backend": backend, "actors": n_actors, "batches": batches, "seconds": round(elapsed, 1),
@@ -109,10 +110,10 @@ def start_ray(n_cpus: int) -> None:
         ray.init(num_cpus=n_cpus, include_dashboard=False, object_store_memory=512 * 1024 ** 2)
 
 
-def process_tree_cpu(since: Optional[Dict[int, float]] = None):
-    """CPU seconds (user + system, every thread) of this process and its descendants (worker processes,
-    Ray's raylet and workers): a snapshot by pid, or, given an earlier snapshot, the total used since.
-    Core-seconds per batch hardly depend on what else the machine runs, unlike batches/s."""
+def process_tree_cpu_seconds() -> Dict[int, float]:
+    """CPU seconds so far (user + system, every thread) of this process and each descendant (worker
+    processes, Ray's raylet and workers), by pid. Core-seconds per batch hardly depend on what else the
+    machine runs, unlike batches/s."""
     import psutil
 
     me = psutil.Process()
@@ -121,24 +122,19 @@ def process_tree_cpu(since: Optional[Dict[int, float]] = None):
         with contextlib.suppress(psutil.Error):
             times = process.cpu_times()
             snapshot[process.pid] = times.user + times.system
-    if since is None:
-        return snapshot
-    return sum(seconds - since.get(pid, 0.0) for pid, seconds in snapshot.items())
+    return snapshot
 
 
 def main() -> None:
     args = parse_args()
     backends = args.backends.split(",")
     sizes = [int(n) for n in args.actors.split(",")]
-    if args.worker_xla_threads is not None:
-        from mapo_jax.training import process_pool
-
-        process_pool.WORKER_XLA_THREADS = args.worker_xla_threads
-    s, buffer, params = prepare(args)
     from mapo_jax.config import TrainConfig
-
     from mapo_jax.training import process_pool
 
+    if args.worker_xla_threads is not None:  # read when a worker starts
+        process_pool.WORKER_XLA_THREADS = args.worker_xla_threads
+    s, buffer, params = prepare(args)
     figures = {"dataset": args.dataset, "questions": len(s.train_envs),
                "worker_xla_threads": process_pool.WORKER_XLA_THREADS,
                "questions_per_batch": TrainConfig().questions_per_step,

@@ -92,6 +92,15 @@ def train_records(workdir, last_step=None):
             for r in records if last_step is None or r["step"] <= last_step]
 
 
+def small_config(programs_file, **changes):
+    """A toy training run shrunk for tests (30 steps, one actor, no dev evaluation); `changes` override."""
+    from mapo_jax.config import TrainConfig
+
+    settings = dict(hidden_size=32, min_count=1, questions_per_step=10, n_steps=30, eval_every=1000, log_every=5,
+                    checkpoint_every=1000, programs_file=programs_file, n_actors=1, seed=0)
+    return TrainConfig(**{**settings, **changes})
+
+
 @pytest.fixture(scope="session")
 def toy_programs(tmp_path_factory, glove):
     """Warm-start programs of the toy training questions (one process, a short exploration)."""

@@ -19,7 +19,7 @@ from mapo_jax.config import DataConfig, TrainConfig
 from mapo_jax.errors import TrainingFailed, UserInputError
 from mapo_jax.training import train_and_evaluate
 
-from conftest import train_records
+from conftest import small_config, train_records
 
 REAL_EVALUATE = evaluation.evaluate
 RAY_MISSING = importlib.util.find_spec("ray") is None
@@ -57,9 +57,7 @@ def local_ray():
 
 
 def config(toy_programs, backend: str, **changes) -> TrainConfig:
-    settings = dict(hidden_size=32, min_count=1, questions_per_step=10, n_steps=30, eval_every=1000, log_every=5,
-                    checkpoint_every=10, programs_file=toy_programs, n_actors=2, seed=0, actor_backend=backend)
-    return TrainConfig(**{**settings, **changes})
+    return small_config(toy_programs, **{"checkpoint_every": 10, "n_actors": 2, "actor_backend": backend, **changes})
 
 
 def train(toy_programs, workdir, backend: str, log=lambda m: None, **changes) -> dict:

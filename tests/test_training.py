@@ -16,14 +16,7 @@ from mapo_jax.errors import UserInputError
 from mapo_jax.metrics import read_metrics
 from mapo_jax.training import TrainingFailed, train_and_evaluate
 
-from conftest import train_records
-
-
-def small(toy_programs, **changes) -> TrainConfig:
-    settings = dict(hidden_size=32, min_count=1, questions_per_step=10, n_steps=30, eval_every=1000, log_every=5,
-                    checkpoint_every=1000, programs_file=toy_programs, n_actors=1, seed=0)
-    settings.update(changes)
-    return TrainConfig(**settings)
+from conftest import small_config, train_records
 
 
 def test_mapo_learns_the_toy_dataset(toy_programs, tmp_path):
@@ -31,7 +24,7 @@ def test_mapo_learns_the_toy_dataset(toy_programs, tmp_path):
     messages = []
     result = train_and_evaluate(
         DataConfig(dataset="toy"),
-        small(toy_programs, n_steps=160, eval_every=80, questions_per_step=25, n_actors=2),
+        small_config(toy_programs, n_steps=160, eval_every=80, questions_per_step=25, n_actors=2),
         log=messages.append, workdir=str(tmp_path))
     history = result["history"]
     assert [h["step"] for h in history] == [0, 80, 160]
@@ -55,13 +48,13 @@ def test_a_fixed_seed_gives_identical_runs(toy_programs, tmp_path, n_actors):
     """Batch s is always sampled with the same parameter version, whatever the thread timing."""
     runs = []
     for name in ("a", "b"):
-        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=30, n_actors=n_actors),
+        train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=30, n_actors=n_actors),
                            log=lambda m: None, workdir=str(tmp_path / name))
         runs.append(train_records(tmp_path / name))
     assert len(runs[0]) == 6
     assert runs[0] == runs[1]
     other_seed = tmp_path / "seed1"
-    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=30, n_actors=n_actors, seed=1),
+    train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=30, n_actors=n_actors, seed=1),
                        log=lambda m: None, workdir=str(other_seed))
     assert train_records(other_seed) != runs[0]  # the comparison can fail
 
@@ -70,14 +63,14 @@ def test_a_stopped_run_resumes_where_it_was(toy_programs, tmp_path):
     """Stopped at step 20 (as after a kill following the step-20 checkpoint), the same command goes on
     to the same metrics an uninterrupted run has."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=40, checkpoint_every=10,
+    train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=40, checkpoint_every=10,
                                                         eval_every=20, n_actors=2),
                        log=lambda m: None, workdir=str(straight))
-    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=20, checkpoint_every=10,
+    train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=20, checkpoint_every=10,
                                                         eval_every=20, n_actors=2),
                        log=lambda m: None, workdir=str(resumed))
     messages = []
-    result = train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=40, checkpoint_every=10,
+    result = train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=40, checkpoint_every=10,
                                                                  eval_every=20, n_actors=2),
                                 log=messages.append, workdir=str(resumed))
     assert any("resuming" in m and "step 20" in m for m in messages)
@@ -92,10 +85,10 @@ def test_a_stopped_run_resumes_where_it_was(toy_programs, tmp_path):
 
 
 def test_a_run_refuses_other_settings_in_its_workdir(toy_programs, tmp_path):
-    train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=2), log=lambda m: None,
+    train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=2), log=lambda m: None,
                        workdir=str(tmp_path))
     with pytest.raises(ValueError, match="learning_rate"):
-        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=4, learning_rate=0.01),
+        train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=4, learning_rate=0.01),
                            log=lambda m: None, workdir=str(tmp_path))
 
 
@@ -111,7 +104,7 @@ def test_an_actor_exception_stops_the_run_with_its_traceback(toy_programs, monke
 
     monkeypatch.setattr(acting.Actor, "make_batch", failing)
     with pytest.raises(TrainingFailed, match="(?s)actor 0 failed.*Traceback.*interpreter exploded"):
-        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=100), log=lambda m: None)
+        train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=100), log=lambda m: None)
 
 
 def test_an_evaluator_exception_stops_the_run(toy_programs, monkeypatch):
@@ -120,7 +113,7 @@ def test_an_evaluator_exception_stops_the_run(toy_programs, monkeypatch):
 
     monkeypatch.setattr(evaluation, "evaluate", failing)
     with pytest.raises(TrainingFailed, match="(?s)evaluator failed.*beam search exploded"):
-        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=10_000), log=lambda m: None)
+        train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=10_000), log=lambda m: None)
 
 
 def test_a_nan_loss_names_its_step(toy_programs, monkeypatch):
@@ -140,7 +133,7 @@ def test_a_nan_loss_names_its_step(toy_programs, monkeypatch):
 
     monkeypatch.setattr(learning, "make_policy_loss", poisoned_loss)
     with pytest.raises(FloatingPointError, match="loss is nan at learner step 1 "):
-        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=10), log=lambda m: None)
+        train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=10), log=lambda m: None)
 
 
 # --------------------------------------------------------------------------- actor-learner plumbing
@@ -214,7 +207,7 @@ def _dev_steps(workdir):
 def test_a_run_killed_before_its_first_checkpoint_starts_over_cleanly(toy_programs, tmp_path):
     """A first attempt that died after its step-0 evaluation (best/0 written) but before any regular
     checkpoint: the same command starts over, with one step-0 record and no 'best/0 exists' error."""
-    cfg = small(toy_programs, n_steps=5)
+    cfg = small_config(toy_programs, n_steps=5)
     train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
     shutil.rmtree(tmp_path / checkpointing.LATEST)  # as if killed before the step-5 checkpoint
     messages = []
@@ -241,7 +234,7 @@ def test_an_evaluation_cut_short_is_done_by_the_resumed_run(toy_programs, tmp_pa
         return real_evaluate(*args, **kwargs)
 
     stalls_at_the_second_evaluation.calls = 0
-    cfg = small(toy_programs, n_steps=20, eval_every=10, checkpoint_every=1000, n_actors=2)
+    cfg = small_config(toy_programs, n_steps=20, eval_every=10, checkpoint_every=1000, n_actors=2)
     monkeypatch.setattr(evaluation, "evaluate", stalls_at_the_second_evaluation)
     try:
         first = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path),
@@ -257,7 +250,7 @@ def test_an_evaluation_cut_short_is_done_by_the_resumed_run(toy_programs, tmp_pa
 def test_a_workdir_has_one_owner(toy_programs, tmp_path):
     with checkpointing.WorkdirLock(tmp_path):
         with pytest.raises(checkpointing.WorkdirBusy, match="in use by another training"):
-            train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=2), log=lambda m: None,
+            train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=2), log=lambda m: None,
                                workdir=str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()  # refused before touching anything
 
@@ -265,7 +258,7 @@ def test_a_workdir_has_one_owner(toy_programs, tmp_path):
 def test_a_workdir_that_is_a_file_is_named(toy_programs, tmp_path):
     (tmp_path / "run").write_text("")
     with pytest.raises(UserInputError, match="is a file, not a directory"):
-        train_and_evaluate(DataConfig(dataset="toy"), small(toy_programs, n_steps=2), log=lambda m: None,
+        train_and_evaluate(DataConfig(dataset="toy"), small_config(toy_programs, n_steps=2), log=lambda m: None,
                            workdir=str(tmp_path / "run"))
 
 
@@ -300,7 +293,7 @@ def test_early_stopping_stops_at_the_same_step_and_stays_stopped(toy_programs, t
     accuracies = [0.5, 0.6, 0.6, 0.5, 0.4, 0.3, 0.2]
     calls = iter(accuracies)
     monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: _fake_result(next(calls)))
-    cfg = small(toy_programs, n_steps=100, eval_every=10, early_stop_evals=2)
+    cfg = small_config(toy_programs, n_steps=100, eval_every=10, early_stop_evals=2)
     result = train_and_evaluate(DataConfig(dataset="toy"), cfg, log=lambda m: None, workdir=str(tmp_path))
     assert result["early_stopped"] and result["step"] == 40
     assert _dev_steps(tmp_path) == [0, 10, 20, 30, 40] and result["best"]["step"] == 10

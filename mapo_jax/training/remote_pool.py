@@ -89,11 +89,12 @@ class ActorHost:
         self._held: Tuple[Optional[int], Any] = (None, None)
 
     def make_batch(self, params) -> tuple:
-        return self.actor.make_batch(params)
+        """A batch sampled with `params`, put on the device once: host arrays (as both backends send
+        them) would be converted at every one of the batch's policy calls."""
+        return self.actor.make_batch(jax.device_put(params))
 
     def hold_params(self, version: int, params) -> None:
-        """Keeps a parameter version for the batch requests that name it (it is sent once), as device
-        arrays: host arrays would be copied into XLA at every one of a batch's policy calls."""
+        """Keeps a parameter version for the batch requests that name it (it is sent once)."""
         self._held = (version, jax.device_put(params))
 
     def make_batch_with(self, version: int) -> tuple:
