@@ -65,16 +65,17 @@ def rows_per_batch(objective: str, questions_per_step: int, n_devices: int = 1) 
     return -(-rows // n_devices) * n_devices
 
 
-def buffer_program_probs(params, config: ModelConfig, inputs, groups: Sequence[Sequence[Trajectory]],
+def buffer_program_probs(params, config: ModelConfig, encoded, groups: Sequence[Sequence[Trajectory]],
                          max_steps: int) -> List[np.ndarray]:
     """pi(program) under `params` of every program of every group (group i: the buffer of the question in
-    row i of the encoder `inputs`), float64, in one batched policy call; an empty group gets an empty array."""
+    row i of `encoded`, from `policy.encode`), float64, in one batched policy call; an empty group gets an
+    empty array."""
     flat = [t for group in groups for t in group]
     if not flat:
         return [np.zeros(0) for _ in groups]
     rows = [row for row, group in enumerate(groups) for _ in group]
     batch = trajectory_batch(flat, max_steps, config.max_valid, decoding.row_bucket(len(flat)), rows)
-    log_probs, _ = policy.sequence_log_probs(params, inputs, batch, config)
+    log_probs, _ = policy.encoded_log_probs(params, encoded, batch, config)
     probs = np.exp(np.asarray(log_probs, np.float64).sum(axis=1)[: len(flat)])
     ends = np.cumsum([len(group) for group in groups])
     return [probs[end - len(group): end] for group, end in zip(groups, ends)]
@@ -202,12 +203,13 @@ class Actor:
         envs = self._next_questions()
         # padded to a length bucket: the learner compiles once per bucket (a handful), not per batch
         inputs = decoding.encoder_inputs(self.featurizer, envs)
-        new_programs = self._explore(params, envs, inputs) if self.explore else 0
+        encoded = policy.encode(params, inputs, self.config)  # once, for all three stages
+        new_programs = self._explore(params, envs, encoded) if self.explore else 0
         rows = _BatchRows()
-        pi_of_row = self._draw_from_buffers(params, envs, inputs, rows) if self.objective in BUFFER_OBJECTIVES else {}
+        pi_of_row = self._draw_from_buffers(params, envs, encoded, rows) if self.objective in BUFFER_OBJECTIVES else {}
         returns: List[float] = []
         if self.objective in ("mapo", "reinforce"):
-            returns, added = self._draw_on_policy(params, envs, inputs, pi_of_row, rows)
+            returns, added = self._draw_on_policy(params, envs, encoded, pi_of_row, rows)
             new_programs += added
         self._release(envs)
         batch = rows.learner_batch(inputs, self.n_rows, len(envs), self.max_steps, self.config.max_valid)
@@ -215,18 +217,18 @@ class Actor:
                            self.buffer.coverage(self._ids), time.perf_counter() - start)
         return batch, stats
 
-    def _explore(self, params, envs: Sequence[QAEnvironment], inputs) -> int:
+    def _explore(self, params, envs: Sequence[QAEnvironment], encoded) -> int:
         """1. Systematic exploration, one rollout a question: never the same program twice for a
         question (across batches, through the Bloom filter). Returns how many programs joined the buffer."""
-        explored = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps,
+        explored = decoding.sample(params, self.config, envs, encoded, self.np_rng, max_steps=self.max_steps,
                                    explorers=[self._explorer(env) for env in envs])
         return sum(self.buffer.add_many(env.example.id, found) for env, found in zip(envs, explored))
 
-    def _draw_from_buffers(self, params, envs: Sequence[QAEnvironment], inputs, rows: _BatchRows) -> Dict[int, float]:
+    def _draw_from_buffers(self, params, envs: Sequence[QAEnvironment], encoded, rows: _BatchRows) -> Dict[int, float]:
         """2. One buffer program per question that has one, as a learner row; returns pi_B by row
         (not for IML, which draws uniformly and so never scores the buffer)."""
         probs = ([None] * len(envs) if self.objective == "iml" else buffer_program_probs(
-            params, self.config, inputs, [self.buffer.trajectories(env.example.id) for env in envs], self.max_steps))
+            params, self.config, encoded, [self.buffer.trajectories(env.example.id) for env in envs], self.max_steps))
         pi_of_row: Dict[int, float] = {}
         for row, env in enumerate(envs):
             if not self.buffer.has_programs(env.example.id):
@@ -250,12 +252,12 @@ class Actor:
             (drawn,) = self.buffer.sample(example_id, probs, 1, self.np_rng)
         return drawn, pi
 
-    def _draw_on_policy(self, params, envs: Sequence[QAEnvironment], inputs, pi_of_row: Dict[int, float],
+    def _draw_on_policy(self, params, envs: Sequence[QAEnvironment], encoded, pi_of_row: Dict[int, float],
                         rows: _BatchRows) -> Tuple[List[float], int]:
         """3. One on-policy program per question. REINFORCE keeps every draw; MAPO keeps a draw only
         outside the buffer (rejection: the buffer term covers the rest), and a rewarded one joins the
         buffer. Returns every draw's reward and how many programs joined."""
-        on_policy = decoding.sample(params, self.config, envs, inputs, self.np_rng, max_steps=self.max_steps)
+        on_policy = decoding.sample(params, self.config, envs, encoded, self.np_rng, max_steps=self.max_steps)
         returns, new_programs = [], 0
         for row, (env, found) in enumerate(zip(envs, on_policy)):
             for trajectory in found:

@@ -32,7 +32,7 @@ default `max_steps` is long enough for any program the environments' limits allo
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import numpy as np
@@ -41,9 +41,10 @@ from mapo_jax.batching import Featurizer
 from mapo_jax.env import Observation, QAEnvironment, Trajectory
 from mapo_jax.lisp.interpreter import ProgramState
 from mapo_jax.model import policy
-from mapo_jax.model.networks import EncoderInputs, ModelConfig, StepInputs
+from mapo_jax.model.networks import Encoded, EncoderInputs, ModelConfig, StepInputs
 
 MIN_ROWS = 8
+Questions = Union[EncoderInputs, Encoded]  # a batch's questions, as inputs or already encoded
 
 
 class Hypothesis(NamedTuple):
@@ -106,6 +107,16 @@ def pad_inputs(inputs: EncoderInputs, n: int) -> EncoderInputs:
         padding = np.full((rows - n,) + array.shape[1:], fill, array.dtype)
         out.append(np.concatenate([array, padding], axis=0))
     return EncoderInputs(*out)
+
+
+def encoded_questions(params: policy.Params, config: ModelConfig, inputs, n_envs: int) -> Encoded:
+    """The environments' questions encoded: `inputs` are `EncoderInputs` (row i: environment i) or
+    already their `policy.encode` (an actor encodes its batch once for all its decoding calls)."""
+    if isinstance(inputs, Encoded):
+        if int(np.shape(inputs.memory)[0]) < n_envs:
+            raise ValueError(f"encoded questions have {np.shape(inputs.memory)[0]} rows for {n_envs} environments")
+        return inputs
+    return policy.encode(params, pad_inputs(inputs, n_envs), config)
 
 
 @jax.jit
@@ -204,9 +215,9 @@ class _RowPolicy:
     its environment's question), then one jitted `policy.step` over all rows per call."""
 
     def __init__(self, params: policy.Params, config: ModelConfig, envs: Sequence[QAEnvironment],
-                 inputs: EncoderInputs, row_envs: Sequence[int]):
+                 inputs: Questions, row_envs: Sequence[int]):
         self.params, self.config = params, config
-        encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
+        encoded = encoded_questions(params, config, inputs, len(envs))
         self.n_rows = row_bucket(len(row_envs))
         env_index = np.zeros(self.n_rows, np.int32)
         env_index[: len(row_envs)] = row_envs
@@ -305,7 +316,7 @@ def sample(
     params: policy.Params,
     config: ModelConfig,
     envs: Sequence[QAEnvironment],
-    inputs: EncoderInputs,
+    inputs: Questions,
     rng: Optional[np.random.Generator] = None,
     *,
     n_samples: int = 1,
@@ -317,7 +328,7 @@ def sample(
     finished trajectories (each equal to `env.replay(trajectory.tokens)`).
 
     `inputs`: encoder inputs whose row i is environment i's question (`encoder_inputs(featurizer,
-    envs)`; extra rows are ignored). `rng` drives sampling (one uniform draw per row and step, in
+    envs)`; extra rows are ignored), or their `policy.encode`. `rng` drives sampling (one uniform draw per row and step, in
     row order, so a seeded generator gives identical samples); `greedy` takes the most probable
     token instead. `explorers` (one `SystematicExplorer` per environment): sample only among open
     tokens, report finished programs and exhausted prefixes; no program is then returned twice for
@@ -368,10 +379,10 @@ class _BeamPolicy:
     every step gathers encoder outputs by environment and decoder states by parent row."""
 
     def __init__(self, params: policy.Params, config: ModelConfig, envs: Sequence[QAEnvironment],
-                 inputs: EncoderInputs):
+                 inputs: Questions):
         self.params, self.config, self.envs = params, config, envs
-        self.encoded = policy.encode(params, pad_inputs(inputs, len(envs)), config)
-        self.state = policy.initial_state(self.encoded, config)  # rows: environments
+        self.encoded = encoded_questions(params, config, inputs, len(envs))
+        self.state = policy.initial_state(self.encoded, config)  # rows: environments (and padding)
         self.observe = _Observations()
 
     def step(self, beam: Sequence[_Beam]) -> np.ndarray:
@@ -443,7 +454,7 @@ def beam_search(
     params: policy.Params,
     config: ModelConfig,
     envs: Sequence[QAEnvironment],
-    inputs: EncoderInputs,
+    inputs: Questions,
     beam_size: int = 5,
     max_steps: Optional[int] = None,
 ) -> List[List[Hypothesis]]:

@@ -4,6 +4,7 @@ decoding and beam search, checked against the environment and the learner's log-
 import random
 
 import chex
+import jax
 import numpy as np
 import pytest
 
@@ -128,6 +129,22 @@ def test_beam_search_scores_match_the_learner(setup):
                                [h.log_prob for h in hypotheses], atol=1e-4)
 
 
+def test_sampling_from_encoded_questions_equals_sampling_from_inputs(setup):
+    """An actor encodes its batch once and passes the encoding to every decoding call: same programs."""
+    _, envs, featurizer, config, params = setup
+    inputs = decoding.encoder_inputs(featurizer, envs)
+    encoded = policy.encode(params, inputs, config)
+    for n_samples in (1, 3):
+        a = decoding.sample(params, config, envs, inputs, np.random.default_rng(5), n_samples=n_samples)
+        b = decoding.sample(params, config, envs, encoded, np.random.default_rng(5), n_samples=n_samples)
+        assert [[t.tokens for t in found] for found in a] == [[t.tokens for t in found] for found in b]
+    beams = decoding.beam_search(params, config, envs, encoded, beam_size=3)
+    assert [[h.tokens for h in found] for found in beams] == [
+        [h.tokens for h in found] for found in decoding.beam_search(params, config, envs, inputs, beam_size=3)]
+    with pytest.raises(ValueError, match="rows for"):
+        decoding.sample(params, config, envs, jax.tree_util.tree_map(lambda x: x[:2], encoded), np.random.default_rng(5))
+
+
 def test_buffer_program_probs_are_the_learners_probabilities_per_question(setup):
     """The actor's one batched call gives each question its own programs' pi, in order, empty groups included."""
     from mapo_jax.acting import buffer_program_probs
@@ -140,14 +157,14 @@ def test_buffer_program_probs_are_the_learners_probabilities_per_question(setup)
     prefixes = [len({t.tokens[:depth] for t in groups[0]}) for depth in (2, 6, 20)]
     assert prefixes[0] < prefixes[1] < prefixes[2]  # programs share prefixes, then part ways
     max_steps = decoding.max_program_steps(envs)
-    probs = buffer_program_probs(params, config, inputs, groups, max_steps)
+    probs = buffer_program_probs(params, config, policy.encode(params, inputs, config), groups, max_steps)
     assert [p.shape for p in probs] == [(len(drawn[0]),), (0,), (5,)] and probs[0].dtype == np.float64
     for row, (group, got) in enumerate(zip(groups, probs)):
         for trajectory, p in zip(group, got):
             batch = trajectory_batch([trajectory], max_steps, config.max_valid, 8, [row])
             log_prob = float(np.asarray(policy.sequence_log_probs(params, inputs, batch, config)[0])[0].sum())
             assert p == pytest.approx(np.exp(log_prob), rel=1e-5)
-    assert [p.shape for p in buffer_program_probs(params, config, inputs, [[], []], max_steps)] == [(0,), (0,)]
+    assert [p.shape for p in buffer_program_probs(params, config, policy.encode(params, inputs, config), [[], []], max_steps)] == [(0,), (0,)]
 
 
 def test_exploration_filter_is_the_policy_when_nothing_is_explored(setup):

@@ -14,6 +14,8 @@ import pytest
 from mapo_jax import checkpointing, evaluation, pretrained
 from mapo_jax.errors import UserInputError
 
+from conftest import small_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,7 +28,7 @@ def _run(args, cwd=REPO):
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory, glove):
     """A toy run trained for 2 steps (dev evaluations at steps 0 and 2, a best checkpoint)."""
-    from mapo_jax.config import DataConfig, TrainConfig
+    from mapo_jax.config import DataConfig
     from mapo_jax.data.synthetic import load_toy
     from mapo_jax.explore.warm_start import WarmStartConfig, run_warm_start
     from mapo_jax.training import train_and_evaluate
@@ -34,8 +36,7 @@ def toy_run(tmp_path_factory, glove):
     root = tmp_path_factory.mktemp("toy_run")
     run_warm_start(load_toy("train"), root / "warm", WarmStartConfig(rollouts_per_example=10, extra_rollouts_for_hard=0,
                                                                       processes=1), log=lambda m: None)
-    config = TrainConfig(hidden_size=32, min_count=1, questions_per_step=10, n_steps=2, eval_every=1000, log_every=1,
-                         programs_file=str(root / "warm" / "programs.json"), n_actors=1, seed=0)
+    config = small_config(str(root / "warm" / "programs.json"), n_steps=2, log_every=1)
     train_and_evaluate(DataConfig(dataset="toy"), config, log=lambda m: None, workdir=str(root / "run"))
     return root / "run"
 

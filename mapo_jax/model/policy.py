@@ -7,6 +7,8 @@ static argument. Shapes are static: questions are padded to a bucketed length, t
 `step` is what actors call once per decoding step for all their live environments;
 `sequence_log_probs` recomputes, in one `lax.scan`, the per-step log-probabilities and entropies of
 whole trajectories (teacher forcing) for the learner. The two agree (tests check it to 1e-5).
+`encoded_log_probs` is the same scan from questions already encoded: an actor encodes its batch once
+and uses the encoding for exploration, buffer scoring and its on-policy draw.
 """
 
 from __future__ import annotations
@@ -132,12 +134,26 @@ def sequence_log_probs(params: Params, inputs: EncoderInputs, trajectories: Traj
     `inputs` holds the distinct questions (any number of rows); trajectory b answers question
     `example_index[b]`. Steps at or beyond a trajectory's length are 0 in both outputs.
     """
+    encode_rng, decode_rng = (None, None) if deterministic else jax.random.split(rng)
+    rngs = None if deterministic else {"dropout": encode_rng}
+    encoded = network(config).apply({"params": params}, inputs, deterministic, method=Policy.encode, rngs=rngs)
+    return _teacher_forced(params, encoded, trajectories, config, decode_rng, deterministic)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def encoded_log_probs(params: Params, encoded: Encoded, trajectories: TrajectoryBatch,
+                      config: ModelConfig) -> Tuple[jax.Array, jax.Array]:
+    """`sequence_log_probs` (no dropout) of questions already encoded by `encode`: an actor encodes
+    its batch once for exploration, buffer scoring and the on-policy draw."""
+    return _teacher_forced(params, encoded, trajectories, config, None, True)
+
+
+def _teacher_forced(params: Params, encoded: Encoded, trajectories: TrajectoryBatch, config: ModelConfig,
+                    rng: Optional[jax.Array], deterministic: bool) -> Tuple[jax.Array, jax.Array]:
+    """The decoding scan of `sequence_log_probs` from encoded questions."""
     chex.assert_rank([trajectories.read_ids, trajectories.valid_ids], [2, 3])
     chex.assert_equal_shape([trajectories.read_ids, trajectories.actions])
     net = network(config)
-    encode_rng, decode_rng = (None, None) if deterministic else jax.random.split(rng)
-    rngs = None if deterministic else {"dropout": encode_rng}
-    encoded = net.apply({"params": params}, inputs, deterministic, method=Policy.encode, rngs=rngs)
     # Each question is encoded once, however many of its trajectories the batch holds.
     encoded = jax.tree_util.tree_map(lambda x: x[trajectories.example_index], encoded)
     n_steps = trajectories.read_ids.shape[1]
@@ -150,7 +166,7 @@ def sequence_log_probs(params: Params, inputs: EncoderInputs, trajectories: Traj
             valid_mask=trajectories.valid_mask[:, t],
             features=trajectories.features[:, t],
         )
-        step_rngs = None if deterministic else {"dropout": jax.random.fold_in(decode_rng, t)}
+        step_rngs = None if deterministic else {"dropout": jax.random.fold_in(rng, t)}
         state, logits = net.apply({"params": params}, encoded, state, step_inputs, deterministic,
                                   method=Policy.decode_step, rngs=step_rngs)
         log_probs = jax.nn.log_softmax(logits, axis=-1)
