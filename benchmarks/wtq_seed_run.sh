@@ -6,10 +6,17 @@
 #
 #     MAPO_DATA_DIR=../shared/data nice -n 5 bash benchmarks/wtq_seed_run.sh 0 [--actor_backend=ray ...]
 #
-# Further flags go to launch/train.py (resumable ones only, such as the actor backend). All seeds, one
+# Further flags go to launch/train.py. A resumed run accepts changes only to resumable ones, such as the
+# actor backend; a learning flag must be given the same on every resume. All seeds, one
 # after the other, each resumed where it stopped (run it again after an interruption):
 #
 #     for seed in 0 1 2; do bash benchmarks/wtq_seed_run.sh $seed --actor_backend=ray || break; done
+#
+# A variant of the paper settings gets runs of its own name ($MAPO_RUN_NAME, default wtq_mapo, the
+# directory being NAME_seedN), e.g. the original's entropy sign and out-of-buffer weight:
+#
+#     MAPO_RUN_NAME=wtq_mapo_original_weights bash benchmarks/wtq_seed_run.sh 0 \
+#         --entropy_coeff=-0.01 --outside_draw_weight=original
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=${1:?usage: benchmarks/wtq_seed_run.sh SEED [TRAIN FLAGS...]}
@@ -20,5 +27,5 @@ mkdir -p "$runs"
 if [ ! -f "$warm/programs.json" ]; then
   python launch/explore.py --flagfile=wtq.flags --out="$warm"
 fi
-exec python launch/train.py --flagfile=wtq.flags --workdir="$runs/wtq_mapo_seed$seed" --train_seed="$seed" \
+exec python launch/train.py --flagfile=wtq.flags --workdir="$runs/${MAPO_RUN_NAME:-wtq_mapo}_seed$seed" --train_seed="$seed" \
   --programs_file="$warm/programs.json" --early_stop_evals=5 "$@"

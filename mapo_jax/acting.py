@@ -155,7 +155,7 @@ class Actor:
     def __init__(self, envs: Sequence[QAEnvironment], featurizer: Featurizer, config: ModelConfig,
                  *, objective: str = "mapo", questions_per_step: int = 25, systematic_exploration: bool = True,
                  seed: int = 0, buffer: Optional[MemoryBuffer] = None, bloom_capacity: int = 1_000_000,
-                 n_devices: int = 1):
+                 n_devices: int = 1, outside_draw_weight: str = "unbiased"):
         if objective not in objectives.OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}: valid objectives are {', '.join(objectives.OBJECTIVES)}")
         if not envs:
@@ -164,6 +164,8 @@ class Actor:
         self.featurizer = featurizer
         self.config = config
         self.objective = objective
+        self.outside_draw_weight = outside_draw_weight
+        objectives.outside_draw_weight(0.0, outside_draw_weight)  # an unknown choice fails here, not mid-run
         self.questions_per_step = min(questions_per_step, len(self.envs))
         self.explore = systematic_exploration and objective in BUFFER_OBJECTIVES
         self.n_rows = rows_per_batch(objective, questions_per_step, n_devices)
@@ -266,8 +268,7 @@ class Actor:
                     rows.add(row, trajectory, False, 0.0, 1.0)
                 elif not self.buffer.contains(env.example.id, trajectory.tokens):
                     pi = pi_of_row.get(row, 0.0)
-                    # one draw kept with probability 1 - pi_B: unbiased weight (objectives module doc)
-                    rows.add(row, trajectory, False, pi, 1.0 / max(1.0 - pi, 1e-6))
+                    rows.add(row, trajectory, False, pi, objectives.outside_draw_weight(pi, self.outside_draw_weight))
                     new_programs += self.buffer.add(env.example.id, trajectory)
         return returns, new_programs
 

@@ -9,12 +9,13 @@ when it comes from a flagfile. An unknown flag is an error (absl lists the flag'
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from mapo_jax.data.annotate import AnnotationOptions
 from mapo_jax.errors import UserInputError
-from mapo_jax.objectives import OBJECTIVES
+from mapo_jax.objectives import OBJECTIVES, OUTSIDE_DRAW_WEIGHTS
 
 DATASETS = ("toy", "wtq")
 ACTOR_BACKENDS = ("threads", "processes", "ray")  # what runs the actors (mapo_jax/training/actor_pool.py)
@@ -124,7 +125,8 @@ class TrainConfig:
 
     objective: str = "mapo"
     alpha: float = 0.1
-    entropy_coeff: float = 0.01
+    entropy_coeff: float = 0.01  # a bonus; negative: a penalty, as the original's code had it
+    outside_draw_weight: str = "unbiased"  # MAPO's kept on-policy draw: 1/(1 - pi_B), or 1 as the original
     learning_rate: float = 1e-3
     max_grad_norm: float = 5.0
     questions_per_step: int = 25
@@ -160,8 +162,11 @@ class TrainConfig:
         for name in ("learning_rate", "max_grad_norm"):
             if not getattr(self, name) > 0.0:
                 raise UserInputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.entropy_coeff < 0.0:
-            raise UserInputError(f"entropy_coeff must be >= 0, got {self.entropy_coeff}")
+        if not math.isfinite(self.entropy_coeff):
+            raise UserInputError(f"entropy_coeff must be a finite number, got {self.entropy_coeff}")
+        if self.outside_draw_weight not in OUTSIDE_DRAW_WEIGHTS:
+            raise UserInputError(f"unknown outside_draw_weight {self.outside_draw_weight!r}: valid values are "
+                                 f"{', '.join(OUTSIDE_DRAW_WEIGHTS)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.min_count < 1 or self.hidden_size < 1:
@@ -277,7 +282,10 @@ def define_flags() -> None:
     train = TrainConfig()
     flags.DEFINE_enum("objective", train.objective, list(OBJECTIVES), "Learning objective.")
     flags.DEFINE_float("alpha", train.alpha, "MAPO's clip on the buffer weight (0 disables it).")
-    flags.DEFINE_float("entropy_coeff", train.entropy_coeff, "Entropy bonus.")
+    flags.DEFINE_float("entropy_coeff", train.entropy_coeff, "Entropy bonus (negative: a penalty, as the original's code).")
+    flags.DEFINE_enum("outside_draw_weight", train.outside_draw_weight, list(OUTSIDE_DRAW_WEIGHTS),
+                      "MAPO's on-policy draw kept outside the buffer: sample weight 1/(1 - pi_B), unbiased, or 1, "
+                      "the original's (mapo_jax/objectives.py).")
     flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate.")
     flags.DEFINE_integer("questions_per_step", train.questions_per_step, "Questions per learner step.")
     flags.DEFINE_integer("n_steps", train.n_steps, "Learner steps.")
@@ -406,7 +414,8 @@ def train_config_from_flags(flag_values=None) -> TrainConfig:
 
     f = flag_values or flags.FLAGS
     return TrainConfig(
-        objective=f.objective, alpha=f.alpha, entropy_coeff=f.entropy_coeff, learning_rate=f.learning_rate,
+        objective=f.objective, alpha=f.alpha, entropy_coeff=f.entropy_coeff,
+        outside_draw_weight=f.outside_draw_weight, learning_rate=f.learning_rate,
         questions_per_step=f.questions_per_step, n_steps=f.n_steps, eval_every=f.eval_every,
         systematic_exploration=f.systematic_exploration,
         min_count=f.min_count, hidden_size=f.hidden_size, dropout=f.dropout,

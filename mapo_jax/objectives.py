@@ -21,7 +21,7 @@ objective           in-buffer sample                             on-policy sampl
 
 (``R`` reward, ``b`` baseline, ``sw`` sample weight.) Decisions: the entropy term is a *bonus*
 (``entropy_coeff > 0`` lowers the loss of a more entropic policy; the original added it with the sign that
-penalised entropy), the loss is normalised by the number of distinct examples in the batch (not a batch-size
+penalised entropy, which a negative ``entropy_coeff`` reproduces), the loss is normalised by the number of distinct examples in the batch (not a batch-size
 flag), and ``(1 - max(π_B, α))`` is applied once, by :func:`mapo_weights` (the original's WikiSQL path
 applied it twice). Padding rows (``valid = False``) contribute nothing to the loss, its gradient or the
 metrics, whatever values they hold.
@@ -31,7 +31,8 @@ program drawn from ``π-``, the policy restricted to outside ``B`` (rejection sa
 accepted*). One draw from π that is simply dropped when it lands in ``B`` (the original code, and the paper's
 Algorithm 1) is accepted with probability ``1 - π_B``, so with ``sample_weight = 1`` the out-of-buffer term is
 scaled by ``(1 - π_B)`` a second time: at ``α = 0`` its mean is ``∇O - π_B Σ_{τ∉B} π(τ) R(τ) ∇log π(τ)``.
-A one-draw actor stays unbiased by sending that sample with ``sample_weight = 1/(1 - π_B)``.
+A one-draw actor stays unbiased by sending that sample with ``sample_weight = 1/(1 - π_B)``
+(:func:`outside_draw_weight`; ``--outside_draw_weight=original`` sends 1, as the original did).
 
 :mod:`mapo_jax.analysis.estimators` checks these claims on a tree small enough to enumerate every program.
 """
@@ -58,6 +59,8 @@ __all__ = [
     "WEIGHT_FNS",
     "OBJECTIVES",
     "make_loss",
+    "OUTSIDE_DRAW_WEIGHTS",
+    "outside_draw_weight",
 ]
 
 Params = Any
@@ -182,6 +185,18 @@ WEIGHT_FNS = {
     "iml": iml_weights,
 }
 OBJECTIVES = tuple(WEIGHT_FNS)
+
+
+OUTSIDE_DRAW_WEIGHTS = ("unbiased", "original")
+
+
+def outside_draw_weight(pi_buffer: float, how: str = "unbiased") -> float:
+    """``sample_weight`` of MAPO's one on-policy draw, kept only when it lands outside ``B``: ``1/(1 - π_B)``
+    makes the out-of-buffer term unbiased (module doc); ``"original"`` sends 1, as the paper's Algorithm 1
+    and the original code did, which scales that term by ``(1 - π_B)`` a second time."""
+    if how not in OUTSIDE_DRAW_WEIGHTS:
+        raise ValueError(f"outside draw weight {how!r}: valid values are {', '.join(OUTSIDE_DRAW_WEIGHTS)}")
+    return 1.0 / max(1.0 - pi_buffer, 1e-6) if how == "unbiased" else 1.0
 
 
 def _safe_div(numerator: jax.Array, denominator: jax.Array) -> jax.Array:

@@ -169,6 +169,21 @@ def test_mapo_rows_are_one_buffer_draw_and_one_draw_outside_the_buffer(world):
     assert stats.new_programs == len(joined)
 
 
+def test_the_original_outside_weight_sends_the_kept_draw_with_weight_one(world):
+    """--outside_draw_weight=original: the same batch as the default but for the outside rows' weight."""
+    batches = {how: make_actor(world, "mapo", world.buffer(), outside_draw_weight=how).make_batch(world.params)[0]
+               for how in ("unbiased", "original")}
+    unbiased, original = (batches[how].samples for how in ("unbiased", "original"))
+    outside = np.asarray(unbiased.valid & ~unbiased.in_buffer)
+    assert np.any(outside & (unbiased.pi_buffer > 0.02))  # a row where the two rules differ
+    np.testing.assert_allclose(original.sample_weight[outside], 1.0)
+    np.testing.assert_allclose(unbiased.sample_weight[outside], 1.0 / (1.0 - unbiased.pi_buffer[outside]), rtol=1e-6)
+    np.testing.assert_array_equal(original.sample_weight[~outside], unbiased.sample_weight[~outside])
+    np.testing.assert_array_equal(original.pi_buffer, unbiased.pi_buffer)
+    with pytest.raises(ValueError, match="outside draw weight"):
+        make_actor(world, "mapo", world.buffer(), outside_draw_weight="biased")
+
+
 def test_mapo_rejects_an_on_policy_draw_already_in_the_buffer(world):
     """Two actors with one seed draw the same programs. The first runs until a draw outside its
     buffer earns reward 1 (it joins the buffer); the second starts with that program in its buffer

@@ -63,6 +63,14 @@ class WeightsTest(chex.TestCase):
         batch = make_batch([1, 1], [True, False], [1.0000001, 1.0000001])
         np.testing.assert_allclose(self.variant(obj.mapo_weights)(batch, 0.1), [1.0, 0.0], atol=1e-7)
 
+    def test_outside_draw_weight_by_hand(self):
+        assert obj.outside_draw_weight(0.75) == pytest.approx(4.0)  # kept with probability 1/4
+        assert obj.outside_draw_weight(0.0) == 1.0
+        assert obj.outside_draw_weight(1.0) == pytest.approx(1e6)  # bounded where pi_B rounds to 1
+        assert obj.outside_draw_weight(0.75, "original") == 1.0
+        with pytest.raises(ValueError, match="unbiased, original"):
+            obj.outside_draw_weight(0.5, "clipped")
+
     @chex.variants(with_jit=True, without_jit=True)
     def test_reinforce_weights(self):
         batch = make_batch(reward=[1, 0, 1, 1, 1], in_buffer=[False, False, True, False, False],

@@ -214,7 +214,8 @@ def test_training_command_rebuilds_the_configs():
     data = config_lib.DataConfig(dataset="wtq", split="3", annotation=AnnotationOptions(expand_entities=False))
     program = config_lib.ProgramConfig(max_n_exp=4)
     train = config_lib.TrainConfig(min_count=1, learning_rate=0.0005, systematic_exploration=False, seed=3,
-                                   programs_file="/runs/warm start/programs.json", early_stop_evals=5)
+                                   programs_file="/runs/warm start/programs.json", early_stop_evals=5,
+                                   entropy_coeff=-0.01, outside_draw_weight="original")
     args = config_lib.training_flags(data, program, train)
     assert "--train_seed=3" in args and "--nosystematic_exploration" in args and "--noexpand_entities" in args
     assert not any(a.startswith(("--data_dir", "--workdir", "--objective")) for a in args)  # defaults left out

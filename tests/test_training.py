@@ -191,9 +191,10 @@ def test_train_config_knows_every_objective_and_rejects_bad_values():
     with pytest.raises(ValueError, match="n_actors"):
         TrainConfig(n_actors=0)
     for bad in (dict(learning_rate=-1.0), dict(learning_rate=0.0), dict(max_grad_norm=0.0),
-                dict(entropy_coeff=-0.1), dict(dropout=1.0)):
+                dict(entropy_coeff=float("nan")), dict(outside_draw_weight="biased"), dict(dropout=1.0)):
         with pytest.raises(UserInputError, match=next(iter(bad))):
             TrainConfig(**bad)
+    TrainConfig(entropy_coeff=-0.01)  # the original's entropy penalty
 
 
 # --------------------------------------------------------------------------- faults of a stopped run

@@ -190,6 +190,21 @@ def test_the_thread_pool_serves_batch_s_from_actor_s_mod_n_with_version_s():
         pool.stop()
 
 
+def test_every_backend_builds_its_actors_from_the_run_settings():
+    """`actor_settings` is what threads, worker processes and Ray actors all pass to `Actor`."""
+    import inspect
+
+    from mapo_jax.acting import Actor
+    from mapo_jax.training.actor_pool import actor_settings
+
+    cfg = TrainConfig(objective="mml", questions_per_step=7, seed=2, n_actors=4, bloom_capacity=400,
+                      systematic_exploration=False, outside_draw_weight="original")
+    settings = actor_settings(3, cfg, n_devices=2)
+    assert settings == dict(objective="mml", questions_per_step=7, systematic_exploration=False, seed=2003,
+                            bloom_capacity=100, n_devices=2, outside_draw_weight="original")
+    assert set(settings) <= set(inspect.signature(Actor).parameters)
+
+
 def test_a_failing_actor_stops_the_pool_with_its_traceback():
     pool = _pool([_FakeActor("a", fail_at=1)])
     pool.publish(0, "v0")

@@ -127,7 +127,8 @@ def actor_settings(index: int, cfg: TrainConfig, n_devices: int) -> dict:
     the number of actors is part of what a seed means; its rows fit the learner's `n_devices`."""
     return dict(objective=cfg.objective, questions_per_step=cfg.questions_per_step,
                 systematic_exploration=cfg.systematic_exploration, seed=cfg.seed * 1000 + index,
-                bloom_capacity=max(1, cfg.bloom_capacity // cfg.n_actors), n_devices=n_devices)
+                bloom_capacity=max(1, cfg.bloom_capacity // cfg.n_actors), n_devices=n_devices,
+                outside_draw_weight=cfg.outside_draw_weight)
 
 
 def make_actor(index: int, envs: Sequence[QAEnvironment], s, cfg: TrainConfig,
