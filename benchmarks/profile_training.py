@@ -8,9 +8,10 @@ thread), so each stage's cost is its own: wall seconds and CPU seconds of the wh
 (`time.process_time`, which counts XLA's worker threads too: core-seconds). Per learner step:
 
 * actor stages, inside `Actor.make_batch` for `--batches` batches of 25 questions (actor 0's shard of
-  the paper configuration): systematic exploration, buffer scoring, the on-policy draw,
-  featurisation (encoder inputs, trajectory arrays), and the rest of the actor (buffer bookkeeping,
-  interpreter memos);
+  the paper configuration): question encoding (once a batch, shared by the next three stages; the
+  results of 2026-12-05 predate that and charge an encoding to each of them), systematic exploration,
+  buffer scoring, the on-policy draw, featurisation (encoder inputs, trajectory arrays), and the rest
+  of the actor (buffer bookkeeping, interpreter memos);
 * queueing (a put and a get on a `BatchQueue`) and the learner update (pmapped, as in training);
 * amortised: dev evaluation (beam 5 on `--eval_questions` dev questions, scaled to the whole dev set,
   every `--eval_every` steps), a checkpoint (every `--checkpoint_every` steps), and warm-start loading
@@ -91,6 +92,7 @@ def instrument_actor(clock: StageClock, monkey: contextlib.ExitStack) -> None:
     monkey.enter_context(mock.patch.object(acting, "trajectory_batch", clock.wrap("featurisation", acting.trajectory_batch)))
     monkey.enter_context(mock.patch.object(acting, "buffer_program_probs",
                                            clock.wrap("buffer scoring", acting.buffer_program_probs)))
+    monkey.enter_context(mock.patch.object(acting.Actor, "_encode", clock.wrap("question encoding", acting.Actor._encode)))
 
 
 def main() -> None:
@@ -108,13 +110,13 @@ def main() -> None:
     import jax
 
     from mapo_jax import checkpointing, evaluation, learning
-    from mapo_jax.acting import Actor, BatchQueue
+    from mapo_jax.acting import BatchQueue
     from mapo_jax.buffer import MemoryBuffer
     from mapo_jax.config import DataConfig, TrainConfig
     from mapo_jax.explore.warm_start import load_programs
     from mapo_jax.model import policy
     from mapo_jax.training import setup
-    from mapo_jax.training.actor_pool import ActorState, shard_buffer
+    from mapo_jax.training.actor_pool import ActorState, make_actor
     from mapo_jax.training.learner import compiled_update, to_devices
     from mapo_jax.training.run_state import RunState, to_checkpoint
 
@@ -134,8 +136,7 @@ def main() -> None:
         params, step = checkpointing.restore_params(args.workdir, "latest")
         print(f"parameters of {args.workdir} step {step}", flush=True)
     shard = s.train_envs[0::cfg.n_actors]
-    actor = Actor(shard, s.featurizer, s.model_config, questions_per_step=cfg.questions_per_step,
-                  buffer=shard_buffer(buffer, shard), bloom_capacity=cfg.bloom_capacity // cfg.n_actors)
+    actor = make_actor(0, shard, s, cfg, buffer)
     optimizer, update = compiled_update(learning.make_policy_loss, s.model_config, cfg.objective, cfg.alpha,
                                         cfg.entropy_coeff, cfg.learning_rate, cfg.max_grad_norm)
     state = learning.replicate(learning.init_state(params, optimizer, jax.random.PRNGKey(1)), 1)
@@ -174,8 +175,8 @@ def main() -> None:
         checkpointer.close()
 
     per_step = {}
-    for name in ("exploration rollout", "buffer scoring", "on-policy draw", "featurisation", "actor (other)",
-                 "queueing", "learner update"):
+    for name in ("question encoding", "exploration rollout", "buffer scoring", "on-policy draw", "featurisation",
+                 "actor (other)", "queueing", "learner update"):
         per_step[name] = (clock.wall[name] / args.batches, clock.cpu[name] / args.batches)
     eval_scale = len(s.dev_envs) / len(dev) / args.eval_every
     per_step["dev evaluation (amortised)"] = (clock.wall["dev evaluation"] * eval_scale,

@@ -4,7 +4,7 @@ docs/architecture.md#actors-and-learner).
 
 Roles, one class each:
 
-* :class:`Actor` -- the numeric-free part of an actor: for one batch of questions it explores
+* :class:`Actor` -- the single-threaded core of an actor: for one batch of questions it explores
   systematically with the policy (new reward-1 programs join the buffer), draws programs inside the
   buffer (in proportion to the policy, renormalised) and one on-policy program outside it (rejection),
   and packs the weights' inputs (`pi_B`, `sample_weight`) into a `LearnerBatch`. Its state (positions,
@@ -205,7 +205,7 @@ class Actor:
         envs = self._next_questions()
         # padded to a length bucket: the learner compiles once per bucket (a handful), not per batch
         inputs = decoding.encoder_inputs(self.featurizer, envs)
-        encoded = policy.encode(params, inputs, self.config)  # once, for all three stages
+        encoded = self._encode(params, inputs)
         new_programs = self._explore(params, envs, encoded) if self.explore else 0
         rows = _BatchRows()
         pi_of_row = self._draw_from_buffers(params, envs, encoded, rows) if self.objective in BUFFER_OBJECTIVES else {}
@@ -218,6 +218,10 @@ class Actor:
         stats = ActorStats(float(np.mean(returns)) if returns else float("nan"), new_programs,
                            self.buffer.coverage(self._ids), time.perf_counter() - start)
         return batch, stats
+
+    def _encode(self, params, inputs):
+        """The batch's questions encoded once, for all three stages (none uses dropout)."""
+        return policy.encode(params, inputs, self.config)
 
     def _explore(self, params, envs: Sequence[QAEnvironment], encoded) -> int:
         """1. Systematic exploration, one rollout a question: never the same program twice for a

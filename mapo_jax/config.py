@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from mapo_jax.data.annotate import AnnotationOptions
 from mapo_jax.errors import UserInputError
-from mapo_jax.objectives import OBJECTIVES, OUTSIDE_DRAW_WEIGHTS
+from mapo_jax.objectives import OBJECTIVES, OUTSIDE_DRAW_WEIGHTS, outside_draw_weight
 
 DATASETS = ("toy", "wtq")
 ACTOR_BACKENDS = ("threads", "processes", "ray")  # what runs the actors (mapo_jax/training/actor_pool.py)
@@ -164,9 +164,13 @@ class TrainConfig:
                 raise UserInputError(f"{name} must be > 0, got {getattr(self, name)}")
         if not math.isfinite(self.entropy_coeff):
             raise UserInputError(f"entropy_coeff must be a finite number, got {self.entropy_coeff}")
-        if self.outside_draw_weight not in OUTSIDE_DRAW_WEIGHTS:
-            raise UserInputError(f"unknown outside_draw_weight {self.outside_draw_weight!r}: valid values are "
-                                 f"{', '.join(OUTSIDE_DRAW_WEIGHTS)}")
+        try:
+            outside_draw_weight(0.0, self.outside_draw_weight)
+        except ValueError as error:
+            raise UserInputError(str(error)) from None
+        if self.outside_draw_weight != "unbiased" and self.objective != "mapo":
+            raise UserInputError(f"outside_draw_weight={self.outside_draw_weight} is for objective=mapo (the only one "
+                                 f"that keeps a draw outside the buffer), not {self.objective}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.min_count < 1 or self.hidden_size < 1:

@@ -328,11 +328,12 @@ def sample(
     finished trajectories (each equal to `env.replay(trajectory.tokens)`).
 
     `inputs`: encoder inputs whose row i is environment i's question (`encoder_inputs(featurizer,
-    envs)`; extra rows are ignored), or their `policy.encode`. `rng` drives sampling (one uniform draw per row and step, in
-    row order, so a seeded generator gives identical samples); `greedy` takes the most probable
-    token instead. `explorers` (one `SystematicExplorer` per environment): sample only among open
-    tokens, report finished programs and exhausted prefixes; no program is then returned twice for
-    an environment, within a call or across calls, and a fully explored environment yields none.
+    envs)`; extra rows are ignored), or their `policy.encode`. `rng` drives sampling (one uniform
+    draw per row and step, in row order, so a seeded generator gives identical samples); `greedy`
+    takes the most probable token instead. `explorers` (one `SystematicExplorer` per environment):
+    sample only among open tokens, report finished programs and exhausted prefixes; no program is
+    then returned twice for an environment, within a call or across calls, and a fully explored
+    environment yields none.
     Fewer than `n_samples` trajectories come back for an environment when rows run into exhausted
     prefixes or exceed `max_steps` (default: `max_program_steps(envs)`).
     """

@@ -195,7 +195,7 @@ def outside_draw_weight(pi_buffer: float, how: str = "unbiased") -> float:
     makes the out-of-buffer term unbiased (module doc); ``"original"`` sends 1, as the paper's Algorithm 1
     and the original code did, which scales that term by ``(1 - π_B)`` a second time."""
     if how not in OUTSIDE_DRAW_WEIGHTS:
-        raise ValueError(f"outside draw weight {how!r}: valid values are {', '.join(OUTSIDE_DRAW_WEIGHTS)}")
+        raise ValueError(f"unknown outside_draw_weight {how!r}: valid values are {', '.join(OUTSIDE_DRAW_WEIGHTS)}")
     return 1.0 / max(1.0 - pi_buffer, 1e-6) if how == "unbiased" else 1.0
 
 

@@ -180,7 +180,7 @@ def test_the_original_outside_weight_sends_the_kept_draw_with_weight_one(world):
     np.testing.assert_allclose(unbiased.sample_weight[outside], 1.0 / (1.0 - unbiased.pi_buffer[outside]), rtol=1e-6)
     np.testing.assert_array_equal(original.sample_weight[~outside], unbiased.sample_weight[~outside])
     np.testing.assert_array_equal(original.pi_buffer, unbiased.pi_buffer)
-    with pytest.raises(ValueError, match="outside draw weight"):
+    with pytest.raises(ValueError, match="unknown outside_draw_weight"):
         make_actor(world, "mapo", world.buffer(), outside_draw_weight="biased")
 
 

@@ -102,6 +102,22 @@ def test_gradients_are_finite_and_skip_frozen_vectors(params):
     assert float(jnp.abs(grads["feature_weight"])) > 0.0
 
 
+def test_the_learners_scan_is_an_encoding_then_the_actors_scan(params):
+    """`sequence_log_probs` = `encode` + the scan actors run from encoded questions: without dropout the
+    two paths agree, and with it the learner's key splits as (encoder, decoder) -- pinned, so a run's
+    dropout masks do not change under a refactor."""
+    inputs, trajectories = random_batch(SMALL)
+    encoded = policy.encode(params, inputs, SMALL)
+    chex.assert_trees_all_close(policy.encoded_log_probs(params, encoded, trajectories, SMALL),
+                                policy.sequence_log_probs(params, inputs, trajectories, SMALL), atol=1e-5)
+    rng = jax.random.PRNGKey(7)
+    encode_rng, decode_rng = jax.random.split(rng)
+    by_hand = policy._teacher_forced(params, policy.encode(params, inputs, SMALL, encode_rng, False), trajectories,
+                                     SMALL, decode_rng, False)
+    chex.assert_trees_all_close(policy.sequence_log_probs(params, inputs, trajectories, SMALL, rng, False), by_hand,
+                                atol=1e-5)
+
+
 def test_dropout_changes_training_passes_only(params):
     inputs, trajectories = random_batch(SMALL)
     a, _ = policy.sequence_log_probs(params, inputs, trajectories, SMALL, jax.random.PRNGKey(1), False)

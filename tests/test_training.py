@@ -195,6 +195,8 @@ def test_train_config_knows_every_objective_and_rejects_bad_values():
         with pytest.raises(UserInputError, match=next(iter(bad))):
             TrainConfig(**bad)
     TrainConfig(entropy_coeff=-0.01)  # the original's entropy penalty
+    with pytest.raises(UserInputError, match="is for objective=mapo"):
+        TrainConfig(objective="mml", outside_draw_weight="original")
 
 
 # --------------------------------------------------------------------------- faults of a stopped run

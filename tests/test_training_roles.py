@@ -190,6 +190,31 @@ def test_the_thread_pool_serves_batch_s_from_actor_s_mod_n_with_version_s():
         pool.stop()
 
 
+def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """config.json of an older version lacks later settings: they read as their defaults (what the
+    run did), so it resumes; a changed learning setting or a key this version lacks is refused."""
+    import json
+
+    from mapo_jax.config import DataConfig, ModelConfig, ProgramConfig, configs_to_json
+    from mapo_jax.errors import UserInputError
+    from mapo_jax.training.workdir import prepare_workdir
+
+    record = configs_to_json(DataConfig(), ProgramConfig(), ModelConfig(), TrainConfig())
+    older = json.loads(json.dumps(record))
+    del older["train"]["outside_draw_weight"], older["data"]["annotation"]["word_ordinals"]
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    assert prepare_workdir(tmp_path, record) is True
+    assert "outside_draw_weight" in json.loads((tmp_path / "config.json").read_text())["train"]
+    changed = configs_to_json(DataConfig(), ProgramConfig(), ModelConfig(), TrainConfig(outside_draw_weight="original"))
+    with pytest.raises(UserInputError, match="train.outside_draw_weight: 'unbiased' -> 'original'"):
+        prepare_workdir(tmp_path, changed)
+    newer = json.loads(json.dumps(record))
+    newer["train"]["a_later_setting"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(newer))
+    with pytest.raises(UserInputError, match="does not know"):
+        prepare_workdir(tmp_path, record)
+
+
 def test_every_backend_builds_its_actors_from_the_run_settings():
     """`actor_settings` is what threads, worker processes and Ray actors all pass to `Actor`."""
     import inspect
@@ -197,12 +222,13 @@ def test_every_backend_builds_its_actors_from_the_run_settings():
     from mapo_jax.acting import Actor
     from mapo_jax.training.actor_pool import actor_settings
 
-    cfg = TrainConfig(objective="mml", questions_per_step=7, seed=2, n_actors=4, bloom_capacity=400,
-                      systematic_exploration=False, outside_draw_weight="original")
+    cfg = TrainConfig(questions_per_step=7, seed=2, n_actors=4, bloom_capacity=400, systematic_exploration=False,
+                      outside_draw_weight="original")
     settings = actor_settings(3, cfg, n_devices=2)
-    assert settings == dict(objective="mml", questions_per_step=7, systematic_exploration=False, seed=2003,
+    assert settings == dict(objective="mapo", questions_per_step=7, systematic_exploration=False, seed=2003,
                             bloom_capacity=100, n_devices=2, outside_draw_weight="original")
     assert set(settings) <= set(inspect.signature(Actor).parameters)
+    assert actor_settings(0, TrainConfig(objective="mml"), 1)["objective"] == "mml"
 
 
 def test_a_failing_actor_stops_the_pool_with_its_traceback():

@@ -33,6 +33,7 @@ from mapo_jax.errors import TrainingFailed
 from mapo_jax.training.remote_pool import ActorRecipe, Published, RemoteActor, RemoteBackend, Reply
 
 POLL_S = 0.05  # how often a process waiting for a reply looks at the worker's exit code
+LOST_JOIN_S = 5.0  # how long a cut pipe waits for the exit code (1 s was once too short on a loaded machine)
 STOP_GRACE_S = 2.0  # a stopped worker ends at its next request; after this it is killed
 # Workers are about one per core, so each runs XLA on one thread. XLA on CPU sizes its thread pool by
 # the cores it sees (NPROC overrides that); with the default pool every worker spread its matrix
@@ -124,7 +125,9 @@ def serve(requests: Connection, reply: Callable[[tuple], None]) -> None:
 
 
 def exit_reason(exitcode: Optional[int]) -> str:
-    if exitcode is not None and exitcode < 0:
+    if exitcode is None:
+        return "no exit code yet (its pipe was cut)"
+    if exitcode < 0:
         return f"killed by signal {signal.Signals(-exitcode).name}"
     return f"exit code {exitcode}"
 
@@ -217,7 +220,7 @@ class WorkerProcess:
         return True
 
     def _lost(self) -> str:
-        self._process.join(1.0)  # a cut pipe comes a moment before the exit code
+        self._process.join(LOST_JOIN_S)  # a cut pipe comes a moment before the exit code
         return f"{self.role}'s worker process (pid {self.pid}) died: {exit_reason(self._process.exitcode)}"
 
 

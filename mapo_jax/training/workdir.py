@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from mapo_jax import checkpointing
-from mapo_jax.config import RESUMABLE_CHANGES, RUN_CONFIG_PARTS
+from mapo_jax.config import RESUMABLE_CHANGES, RUN_CONFIG_PARTS, configs_from_json, configs_to_json
 from mapo_jax.errors import UserInputError
 from mapo_jax.io_utils import atomic_write_text, read_json
 from mapo_jax.metrics import METRICS_FILE, TB_DIR
@@ -41,6 +41,11 @@ def prepare_workdir(workdir: Path, record: dict) -> bool:
     if saved.get("format") != record["format"]:
         raise UserInputError(f"{workdir} holds a run of config format {saved.get('format')!r} (this version writes "
                              f"{record['format']!r}); use another --workdir")
+    try:  # a setting added since the run was made reads as its default, which is what the run did
+        saved = configs_to_json(*configs_from_json(saved))
+    except TypeError as error:
+        raise UserInputError(f"{path} has settings this version does not know ({error}); use another --workdir") \
+            from None
     differences = []
     for part in RUN_CONFIG_PARTS:
         for key in sorted(set(saved.get(part, {})) | set(record[part])):
