@@ -205,7 +205,8 @@ class Actor:
         envs = self._next_questions()
         # padded to a length bucket: the learner compiles once per bucket (a handful), not per batch
         inputs = decoding.encoder_inputs(self.featurizer, envs)
-        encoded = self._encode(params, inputs)
+        # IML without exploration draws uniformly and never calls the policy: nothing to encode
+        encoded = self._encode(params, inputs) if self.explore or self.objective != "iml" else None
         new_programs = self._explore(params, envs, encoded) if self.explore else 0
         rows = _BatchRows()
         pi_of_row = self._draw_from_buffers(params, envs, encoded, rows) if self.objective in BUFFER_OBJECTIVES else {}

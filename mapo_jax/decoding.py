@@ -109,7 +109,7 @@ def pad_inputs(inputs: EncoderInputs, n: int) -> EncoderInputs:
     return EncoderInputs(*out)
 
 
-def encoded_questions(params: policy.Params, config: ModelConfig, inputs, n_envs: int) -> Encoded:
+def encoded_questions(params: policy.Params, config: ModelConfig, inputs: Questions, n_envs: int) -> Encoded:
     """The environments' questions encoded: `inputs` are `EncoderInputs` (row i: environment i) or
     already their `policy.encode` (an actor encodes its batch once for all its decoding calls)."""
     if isinstance(inputs, Encoded):

@@ -21,9 +21,9 @@ objective           in-buffer sample                             on-policy sampl
 
 (``R`` reward, ``b`` baseline, ``sw`` sample weight.) Decisions: the entropy term is a *bonus*
 (``entropy_coeff > 0`` lowers the loss of a more entropic policy; the original added it with the sign that
-penalised entropy, which a negative ``entropy_coeff`` reproduces), the loss is normalised by the number of distinct examples in the batch (not a batch-size
-flag), and ``(1 - max(π_B, α))`` is applied once, by :func:`mapo_weights` (the original's WikiSQL path
-applied it twice). Padding rows (``valid = False``) contribute nothing to the loss, its gradient or the
+penalised entropy, which a negative ``entropy_coeff`` reproduces), the loss is normalised by the number of
+distinct examples in the batch (not a batch-size flag), and ``(1 - max(π_B, α))`` is applied once, by
+:func:`mapo_weights` (the original's WikiSQL path applied it twice). Padding rows (``valid = False``) contribute nothing to the loss, its gradient or the
 metrics, whatever values they hold.
 
 **What the actor must send for MAPO to be unbiased.** The out-of-buffer weight ``(1 - w_B)`` is right for a
