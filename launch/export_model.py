@@ -34,6 +34,10 @@ flags.DEFINE_string("out", None, "The package directory to write (e.g. pretraine
 flags.DEFINE_bool("float16", False, "Store the parameters as float16 (half the size; loaded back as float32).")
 flags.DEFINE_string("checkpoint", "best", "Which parameters of the run: best (by dev accuracy), latest, or a step.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing package at --out.")
+flags.DEFINE_list("records", [], "Benchmark JSONs (benchmarks/results/) whose commands go into the card as run: the "
+                  "training run's legs and commits, its warm start.")
+flags.DEFINE_string("card_notes", None, "Markdown file that the card shows as 'Choices and evidence': where the run "
+                    "departs from the paper, why, and the dev evidence.")
 FLAGS = flags.FLAGS
 
 
@@ -62,6 +66,26 @@ def git_commit(repo: Path):
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def card_extras(records: list, notes) -> dict:
+    """The card's recorded commands and notes, read before the long evaluation so a bad path fails at once."""
+    from mapo_jax.io_utils import read_json
+    from mapo_jax.model_card import recorded_command
+
+    extras = {"records": [], "notes": None}
+    for path in records:
+        if not Path(path).is_file():
+            raise UserInputError(f"--records: {path} does not exist")
+        try:
+            extras["records"].append(recorded_command(read_json(Path(path)), path))
+        except ValueError as error:
+            raise UserInputError(f"--records: {error}") from None
+    if notes is not None:
+        if not Path(notes).is_file():
+            raise UserInputError(f"--card_notes={notes} does not exist")
+        extras["notes"] = Path(notes).read_text(encoding="utf-8")
+    return extras
 
 
 def load_data(policy):
@@ -148,14 +172,14 @@ def write_card(directory: Path, facts: dict) -> dict:
     return card
 
 
-def export(run: Path, out: Path) -> dict:
+def export(run: Path, out: Path, extras: dict) -> dict:
     """Writes the package into a staging directory beside OUT, evaluates it, writes its card, then
     moves it into place: a failed export leaves OUT as it was, and no staging directory."""
     stage = out.parent / f".{out.name}.partial"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        card = export_to(run, stage, out.resolve().name)
+        card = export_to(run, stage, out.resolve().name, extras)
         if out.exists():
             shutil.rmtree(out)  # check_out allowed only an empty directory or an earlier package
         stage.rename(out)
@@ -164,7 +188,7 @@ def export(run: Path, out: Path) -> dict:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def export_to(run: Path, stage: Path, name: str) -> dict:
+def export_to(run: Path, stage: Path, name: str, extras: dict) -> dict:
     """The package of RUN's checkpoint in `stage`, evaluated on dev, with its card; returns the card."""
     from mapo_jax import checkpointing, pretrained
 
@@ -180,7 +204,7 @@ def export_to(run: Path, stage: Path, name: str) -> dict:
     evaluated = evaluate_dev(package, dev, run / "eval" / label, f"the package ({label})")
     facts = {"name": name, "run": str(run), "checkpoint": FLAGS.checkpoint, "dev_split": dev.split,
              "beam_size": FLAGS.beam_size, "dev": evaluated["dev"], "dev_first": evaluated["dev_first"],
-             "dev_float32": None, **run_facts(run, policy)}
+             "dev_float32": None, **run_facts(run, policy), **extras}
     if FLAGS.float16:
         full = evaluate_dev(policy, dev, run / "eval" / f"export-{FLAGS.checkpoint}", "the float32 parameters")
         compare_float16(evaluated, full)
@@ -196,7 +220,7 @@ def main(argv):
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist")
     check_out(out, FLAGS.overwrite)
-    card = export(run, out)
+    card = export(run, out, card_extras(FLAGS.records, FLAGS.card_notes))
     first = card["dev_first"]
     print(f"exported step {card['step']} of {run} to {out} ({card['package_bytes'] / 1e6:.2f} MB without the card)")
     print(f"dev accuracy (beam {card['beam_size']}, official matching): {card['dev']['accuracy']:.4f} "

@@ -29,6 +29,28 @@ def training_command(flags: Sequence[str], workdir: str) -> str:
     return " ".join(["python", "launch/train.py", *map(shlex.quote, flags), shlex.quote(f"--workdir={workdir}")])
 
 
+def recorded_command(record: dict, source: str) -> dict:
+    """{name, date, command} of a benchmark record (benchmarks/results/*.json): the exact commands of a
+    run that resumed over several legs and commits, or of its warm start, which the run directory lacks."""
+    if not isinstance(record, dict) or not isinstance(record.get("command"), str) or not record["command"].strip():
+        raise ValueError(f"{source}: not a benchmark record with a 'command' (benchmarks/training_run.py writes them)")
+    return {"name": str(record.get("name") or source), "date": str(record.get("date") or "undated"),
+            "command": record["command"]}
+
+
+def _records_lines(records: Sequence[dict]) -> List[str]:
+    if not records:
+        return ["Warm-start settings (rollouts) are not in the run's config and are not shown.", ""]
+    lines = ["Recorded commands (benchmarks/results), as run:", ""]
+    for record in records:
+        lines += [f"- `{record['name']}` ({record['date']}):", "", "  ```", f"  {record['command']}", "  ```", ""]
+    return lines
+
+
+def _commit_note(card: dict) -> str:
+    return "in the recorded commands below" if card.get("records") else "not recorded in the run directory"
+
+
 def _percent(figure: Optional[dict]) -> str:
     if not figure:
         return "n/a"
@@ -82,10 +104,11 @@ def render_card(card: dict) -> str:
               f"Trained on the train part of {data['dataset']} split {data['split']}; the encoder vocabulary "
               f"({card['vocab_size']} ids) comes from its train and dev parts.", "",
               "## Training", "", "```", card["training_command"], "```", "",
-              f"Training commit: {card.get('training_commit') or 'not recorded in the run directory'}. "
-              f"Exported with code at {card.get('export_commit') or 'an unknown commit'}. "
-              "Warm-start settings (rollouts) are not in the run's config and are not shown.", "",
+              f"Training commit: {card.get('training_commit') or _commit_note(card)}. "
+              f"Exported with code at {card.get('export_commit') or 'an unknown commit'}.", "",
+              *_records_lines(card.get("records") or []),
               "## Dev accuracy during training", "", *_curve_lines(card["dev_curve"]), "",
+              *(["## Choices and evidence", "", card["notes"].strip(), ""] if card.get("notes") else []),
               "## Known limits", "", *_limits(card), "",
               "## Files", "",
               f"{card['package_files']} ({card['package_bytes'] / 1e6:.2f} MB); parameters stored as "

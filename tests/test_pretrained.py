@@ -43,9 +43,15 @@ def toy_run(tmp_path_factory, glove):
 
 @pytest.fixture(scope="module")
 def exported(toy_run, tmp_path_factory):
-    """The toy run exported by the launcher: (package directory, the command's result)."""
-    out = tmp_path_factory.mktemp("packages") / "toy"
-    result = _run(["launch/export_model.py", f"--workdir={toy_run}", f"--out={out}"])
+    """The toy run exported by the launcher, with a benchmark record and notes for its card:
+    (package directory, the command's result)."""
+    root = tmp_path_factory.mktemp("packages")
+    out = root / "toy"
+    (root / "record.json").write_text(json.dumps({"name": "toy_seed0", "date": "2026-12-07", "command":
+                                                  "python launch/train.py --dataset=toy  # legs: a, b"}))
+    (root / "notes.md").write_text("- word vectors: 50-d, because ...\n")
+    result = _run(["launch/export_model.py", f"--workdir={toy_run}", f"--out={out}",
+                   f"--records={root / 'record.json'}", f"--card_notes={root / 'notes.md'}"])
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -110,6 +116,11 @@ def test_model_card_records_the_figures(toy_run, exported):
     text = (out / "MODEL_CARD.md").read_text()
     percent = f"{100 * card['dev']['accuracy']:.1f}% ({card['dev']['correct']}/160)"
     assert f"**{percent}**" in text and "## Known limits" in text
+    assert card["records"] == [{"name": "toy_seed0", "date": "2026-12-07",
+                                "command": "python launch/train.py --dataset=toy  # legs: a, b"}]
+    assert "- `toy_seed0` (2026-12-07):" in text and "  python launch/train.py --dataset=toy  # legs: a, b" in text
+    assert "Training commit: in the recorded commands below." in text
+    assert "## Choices and evidence\n\n- word vectors: 50-d, because ...\n" in text
     assert f"dev accuracy (beam 5, official matching): {card['dev']['accuracy']:.4f}" in result.stdout
 
 
@@ -121,6 +132,13 @@ def test_export_refuses_a_non_empty_directory(toy_run, exported, tmp_path):
     result = _run(["launch/export_model.py", f"--workdir={toy_run}", f"--out={tmp_path}", "--overwrite"])
     assert result.returncode == 2 and "not a model package" in result.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    (tmp_path / "record.json").write_text('{"name": "no command"}')
+    for bad, message in ((f"--records={tmp_path / 'absent.json'}", "absent.json does not exist"),
+                         (f"--records={tmp_path / 'record.json'}", "not a benchmark record with a 'command'"),
+                         (f"--card_notes={tmp_path / 'absent.md'}", "absent.md does not exist")):
+        result = _run(["launch/export_model.py", f"--workdir={toy_run}", f"--out={tmp_path / 'new'}", bad])
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert not (tmp_path / "new").exists()
 
 
 def test_float16_package_loads_back_as_float32(toy_run, tmp_path):
