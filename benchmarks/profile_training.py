@@ -80,6 +80,18 @@ class StageClock:
         return timed
 
 
+def _blocking(fn):
+    """`fn` that waits for its jitted result: JAX dispatches asynchronously, so a stage that returns
+    device arrays would otherwise be charged to whichever stage waits next."""
+    import jax
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return jax.block_until_ready(fn(*args, **kwargs))
+
+    return wrapper
+
+
 def instrument_actor(clock: StageClock, monkey: contextlib.ExitStack) -> None:
     """Charges the sub-steps of `Actor.make_batch` to their stages (by patching the names it calls)."""
     from unittest import mock
@@ -92,7 +104,8 @@ def instrument_actor(clock: StageClock, monkey: contextlib.ExitStack) -> None:
     monkey.enter_context(mock.patch.object(acting, "trajectory_batch", clock.wrap("featurisation", acting.trajectory_batch)))
     monkey.enter_context(mock.patch.object(acting, "buffer_program_probs",
                                            clock.wrap("buffer scoring", acting.buffer_program_probs)))
-    monkey.enter_context(mock.patch.object(acting.Actor, "_encode", clock.wrap("question encoding", acting.Actor._encode)))
+    monkey.enter_context(mock.patch.object(acting.Actor, "_encode", clock.wrap("question encoding",
+                                                                                 _blocking(acting.Actor._encode))))
 
 
 def main() -> None:

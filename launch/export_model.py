@@ -3,12 +3,15 @@ dev and writes its model card.
 
     python launch/export_model.py --workdir=RUN --out=pretrained/wtq [--float16] [--checkpoint=best|latest|STEP]
                                   [--overwrite] [--beam_size=5] [--data_dir=...]
+                                  [--records=benchmarks/results/RUN.json,...] [--card_notes=NOTES.md]
 
 The package (mapo_jax/pretrained.py: params.npz, config.json, vocab.json, package.json) is written
 beside OUT and moved into place only when complete, then loaded back from disk and evaluated on the
 run's dev part with beam search and official matching (the code path of launch/evaluate.py; outputs
 in RUN/eval/export-CHECKPOINT/). MODEL_CARD.md and card.json record the figures: all of dev, its
-first 200 questions, the run's dev curve, the training command. With --float16 the run's float32
+first 200 questions, the run's dev curve, the training command; --records adds the exact commands of
+benchmark records (a run resumed over several legs and commits, its warm start) and --card_notes a
+hand-written "Choices and evidence" section (departures from the paper, why). With --float16 the run's float32
 parameters are evaluated too, and a difference in accuracy is printed loudly. A non-empty OUT is
 refused unless --overwrite, which replaces only an earlier package. Needs the run's data (train and
 dev: the words the model reads as <UNK> come from them).

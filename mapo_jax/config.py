@@ -9,13 +9,12 @@ when it comes from a flagfile. An unknown flag is an error (absl lists the flag'
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from mapo_jax.data.annotate import AnnotationOptions
 from mapo_jax.errors import UserInputError
-from mapo_jax.objectives import OBJECTIVES, OUTSIDE_DRAW_WEIGHTS, outside_draw_weight
+from mapo_jax.objectives import OBJECTIVES, OUTSIDE_DRAW_WEIGHTS, check_loss_settings, outside_draw_weight
 
 DATASETS = ("toy", "wtq")
 ACTOR_BACKENDS = ("threads", "processes", "ray")  # what runs the actors (mapo_jax/training/actor_pool.py)
@@ -121,7 +120,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Learning settings (paper WTQ values where they exist)."""
+    """Learning settings (paper WTQ values where they exist). A field added later must default to what
+    the code did before it existed: a saved run's config.json without it resumes with the default."""
 
     objective: str = "mapo"
     alpha: float = 0.1
@@ -155,22 +155,17 @@ class TrainConfig:
     early_stop_evals: int = 0  # stop once this many dev evaluations in a row bring no new best (0: never)
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise UserInputError(f"unknown objective {self.objective!r}: valid objectives are {', '.join(OBJECTIVES)}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UserInputError(f"alpha must be in [0, 1], got {self.alpha}")
-        for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0.0:
-                raise UserInputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not math.isfinite(self.entropy_coeff):
-            raise UserInputError(f"entropy_coeff must be a finite number, got {self.entropy_coeff}")
         try:
+            check_loss_settings(self.objective, self.alpha, self.entropy_coeff)
             outside_draw_weight(0.0, self.outside_draw_weight)
         except ValueError as error:
             raise UserInputError(str(error)) from None
         if self.outside_draw_weight != "unbiased" and self.objective != "mapo":
             raise UserInputError(f"outside_draw_weight={self.outside_draw_weight} is for objective=mapo (the only one "
                                  f"that keeps a draw outside the buffer), not {self.objective}")
+        for name in ("learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0.0:
+                raise UserInputError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.min_count < 1 or self.hidden_size < 1:
@@ -284,12 +279,7 @@ def define_flags() -> None:
 
     # Training (mapo_jax/training/: actors, learner, evaluator, checkpoints).
     train = TrainConfig()
-    flags.DEFINE_enum("objective", train.objective, list(OBJECTIVES), "Learning objective.")
-    flags.DEFINE_float("alpha", train.alpha, "MAPO's clip on the buffer weight (0 disables it).")
-    flags.DEFINE_float("entropy_coeff", train.entropy_coeff, "Entropy bonus (negative: a penalty, as the original's code).")
-    flags.DEFINE_enum("outside_draw_weight", train.outside_draw_weight, list(OUTSIDE_DRAW_WEIGHTS),
-                      "MAPO's on-policy draw kept outside the buffer: sample weight 1/(1 - pi_B), unbiased, or 1, "
-                      "the original's (mapo_jax/objectives.py).")
+    _define_objective_flags(flags, train)
     flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate.")
     flags.DEFINE_integer("questions_per_step", train.questions_per_step, "Questions per learner step.")
     flags.DEFINE_integer("n_steps", train.n_steps, "Learner steps.")
@@ -312,6 +302,16 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, metrics (see mapo_jax/checkpointing.py).")
     PROJECT_FLAGS = frozenset(set(flags.FLAGS) - before)
     _DEFINED = True
+
+
+def _define_objective_flags(flags, train: TrainConfig) -> None:
+    """The learning objective and its settings (mapo_jax/objectives.py)."""
+    flags.DEFINE_enum("objective", train.objective, list(OBJECTIVES), "Learning objective.")
+    flags.DEFINE_float("alpha", train.alpha, "MAPO's clip on the buffer weight (0 disables it).")
+    flags.DEFINE_float("entropy_coeff", train.entropy_coeff, "Entropy bonus (negative: a penalty, as the original's code).")
+    flags.DEFINE_enum("outside_draw_weight", train.outside_draw_weight, list(OUTSIDE_DRAW_WEIGHTS),
+                      "MAPO's on-policy draw kept outside the buffer: sample weight 1/(1 - pi_B), unbiased, or 1, "
+                      "the original's (mapo_jax/objectives.py).")
 
 
 def _define_backend_flags(flags, train: TrainConfig) -> None:

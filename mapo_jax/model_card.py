@@ -39,16 +39,19 @@ def recorded_command(record: dict, source: str) -> dict:
 
 
 def _records_lines(records: Sequence[dict]) -> List[str]:
+    lines = ["Warm-start settings (rollouts) are not in the run's config" +
+             (": see the recorded commands, where one is the warm start's." if records else " and are not shown."), ""]
     if not records:
-        return ["Warm-start settings (rollouts) are not in the run's config and are not shown.", ""]
-    lines = ["Recorded commands (benchmarks/results), as run:", ""]
+        return lines
+    lines += ["Recorded commands (benchmarks/results), as run:", ""]
     for record in records:
         lines += [f"- `{record['name']}` ({record['date']}):", "", "  ```", f"  {record['command']}", "  ```", ""]
     return lines
 
 
 def _commit_note(card: dict) -> str:
-    return "in the recorded commands below" if card.get("records") else "not recorded in the run directory"
+    return ("not recorded in the run directory (see the recorded commands below, where they name one)"
+            if card.get("records") else "not recorded in the run directory")
 
 
 def _percent(figure: Optional[dict]) -> str:

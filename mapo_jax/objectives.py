@@ -59,6 +59,7 @@ __all__ = [
     "WEIGHT_FNS",
     "OBJECTIVES",
     "make_loss",
+    "check_loss_settings",
     "OUTSIDE_DRAW_WEIGHTS",
     "outside_draw_weight",
 ]
@@ -72,7 +73,7 @@ class SampleBatch(NamedTuple):
     reward: jax.Array  # float32, return of the trajectory (0/1 for WTQ)
     in_buffer: jax.Array  # bool, the trajectory was drawn from the example's memory buffer
     pi_buffer: jax.Array  # float32, pi_old(B): total prob of the example's buffer under the actor's policy (0 if empty)
-    sample_weight: jax.Array  # float32, how the row was drawn: 1/n for n draws per example and source, 1/(1 - pi_B) for one draw kept outside B
+    sample_weight: jax.Array  # float32, how the row was drawn: 1/n for n draws per example and source, 1/(1 - pi_B) for one draw kept outside B (1 with outside_draw_weight="original")
     baseline: jax.Array  # float32, per-trajectory baseline (0 when unused)
     valid: jax.Array  # bool
     n_examples: jax.Array  # float32 scalar: number of distinct examples in the batch (the loss normaliser)
@@ -203,6 +204,20 @@ def _safe_div(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     return numerator / jnp.maximum(denominator, 1.0)
 
 
+def check_loss_settings(objective: str, alpha: float, entropy_coeff: float) -> None:
+    """The one check of a loss's settings (``make_loss`` and the run config call it).
+
+    Raises:
+      ValueError: unknown objective, ``alpha`` outside ``[0, 1]``, or a non-finite ``entropy_coeff``.
+    """
+    if objective not in WEIGHT_FNS:
+        raise ValueError(f"unknown objective {objective!r}: valid objectives are {', '.join(OBJECTIVES)}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not math.isfinite(float(entropy_coeff)):
+        raise ValueError(f"entropy_coeff must be a finite number, got {entropy_coeff}")
+
+
 def make_loss(objective: str, log_prob_fn: LogProbFn, *, alpha: float = 0.1, entropy_coeff: float = 0.01) -> LossFn:
     """The loss of ``objective`` as ``loss(params, (batch, inputs)) -> (loss, metrics)``.
 
@@ -219,14 +234,9 @@ def make_loss(objective: str, log_prob_fn: LogProbFn, *, alpha: float = 0.1, ent
     ``weight_sum``, ``Σ_b w_b``. Means over no rows are 0.
 
     Raises:
-      ValueError: unknown objective, or ``alpha`` outside ``[0, 1]``.
+      ValueError: settings :func:`check_loss_settings` refuses.
     """
-    if objective not in WEIGHT_FNS:
-        raise ValueError(f"unknown objective {objective!r}: valid objectives are {', '.join(OBJECTIVES)}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if not math.isfinite(float(entropy_coeff)):
-        raise ValueError(f"entropy_coeff must be finite, got {entropy_coeff}")
+    check_loss_settings(objective, alpha, entropy_coeff)
     if objective == "mapo":
         weight_fn = functools.partial(mapo_weights, alpha=float(alpha))
     else:

@@ -119,7 +119,7 @@ def test_model_card_records_the_figures(toy_run, exported):
     assert card["records"] == [{"name": "toy_seed0", "date": "2026-12-07",
                                 "command": "python launch/train.py --dataset=toy  # legs: a, b"}]
     assert "- `toy_seed0` (2026-12-07):" in text and "  python launch/train.py --dataset=toy  # legs: a, b" in text
-    assert "Training commit: in the recorded commands below." in text
+    assert "(see the recorded commands below, where they name one)." in text
     assert "## Choices and evidence\n\n- word vectors: 50-d, because ...\n" in text
     assert f"dev accuracy (beam 5, official matching): {card['dev']['accuracy']:.4f}" in result.stdout
 

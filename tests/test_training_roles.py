@@ -213,6 +213,9 @@ def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(newer))
     with pytest.raises(UserInputError, match="does not know"):
         prepare_workdir(tmp_path, record)
+    (tmp_path / "config.json").write_text(json.dumps(dict(record, format="mapo_jax.run_config/0")))
+    with pytest.raises(UserInputError, match=r"config.json: run config format .*/0.* use another --workdir"):
+        prepare_workdir(tmp_path, record)
 
 
 def test_every_backend_builds_its_actors_from_the_run_settings():

@@ -37,15 +37,13 @@ def prepare_workdir(workdir: Path, record: dict) -> bool:
     if not path.exists():
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
         return False
-    saved = read_json(path)
-    if saved.get("format") != record["format"]:
-        raise UserInputError(f"{workdir} holds a run of config format {saved.get('format')!r} (this version writes "
-                             f"{record['format']!r}); use another --workdir")
-    try:  # a setting added since the run was made reads as its default, which is what the run did
-        saved = configs_to_json(*configs_from_json(saved))
+    try:  # a setting added since the run was made reads as its default (TrainConfig's rule for new fields)
+        saved = configs_to_json(*configs_from_json(read_json(path)))
     except TypeError as error:
         raise UserInputError(f"{path} has settings this version does not know ({error}); use another --workdir") \
             from None
+    except UserInputError as error:
+        raise UserInputError(f"{path}: {error}; use another --workdir") from None
     differences = []
     for part in RUN_CONFIG_PARTS:
         for key in sorted(set(saved.get(part, {})) | set(record[part])):
