@@ -395,6 +395,19 @@ def test_find_and_group(run_root):
     assert [r.seed for r in groups["MAPO"]] == [0, 1]
 
 
+def test_runs_that_differ_in_a_learning_setting_are_variants_not_seeds(run_root):
+    mapo = {"objective": "mapo", "alpha": 0.1, "systematic_exploration": True}
+    line = [{"step": 0, "wall_time": 0.0, "dev/accuracy": 0.2}]
+    write_run(run_root, "original", {**mapo, "seed": 0, "entropy_coeff": -0.01, "outside_draw_weight": "original",
+                                     "actor_backend": "ray"}, line)
+    write_run(run_root, "threads", {**mapo, "seed": 2, "actor_backend": "threads", "n_actors": 4}, line)
+    groups = R.group_by_method(R.load_runs(run_root))
+    assert list(groups) == ["MAPO", "MAPO w/o clip (alpha=0)", "REINFORCE",
+                            "MAPO (entropy_coeff=-0.01, outside_draw_weight=original)"]
+    assert [r.seed for r in groups["MAPO"]] == [0, 1, 2]  # the backend and actor count are not a method
+    assert [row["method"] for row in R.ablation_table(R.load_runs(run_root))] == list(groups)
+
+
 def test_mean_curves(run_root):
     curves = R.method_curves(R.load_runs(run_root))
     mapo = curves["MAPO"]

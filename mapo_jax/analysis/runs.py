@@ -3,7 +3,8 @@
 A run directory holds ``config.json`` (``{"data": {...}, "train": {...}, "model": {...}}``) and
 ``metrics.jsonl`` (one JSON object per line, each with ``"step"``; evaluation lines carry ``"dev/accuracy"``
 in 0..1 and ``"wall_time"``, seconds since the start of training -- older runs wrote ``"seconds"``). Runs are
-grouped into methods by ``(objective, alpha, systematic_exploration)`` and summarised over their seeds.
+grouped into methods by ``(objective, alpha, systematic_exploration)``, then apart by any other learning setting
+in which they differ (``MAPO (entropy_coeff=-0.01)``), and summarised over their seeds.
 """
 
 from __future__ import annotations
@@ -149,11 +150,46 @@ def method_name(train: dict) -> str:
     return "MAPO"
 
 
+def _train_defaults() -> dict:
+    import dataclasses
+
+    from mapo_jax.config import TrainConfig
+
+    return {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+
+
+def _not_learning_settings() -> frozenset:
+    """Train settings that change neither what is learned nor how it is scored: runs that differ only in
+    them are seeds of one method (the seed itself, where actors and evaluation run, how long and how
+    often: every backend and number of actors gives the same metrics)."""
+    from mapo_jax.config import RESUMABLE_CHANGES
+
+    return frozenset(RESUMABLE_CHANGES) | {"seed", "n_actors", "queue_size"}
+
+
+def _split_variants(name: str, group: Sequence[Run]) -> Dict[str, List[Run]]:
+    """One method's runs apart by the learning settings in which they differ; a variant's name lists its
+    settings that are not the defaults (a setting a run's config lacks reads as its default)."""
+    defaults, ignored = _train_defaults(), _not_learning_settings()
+    keys = sorted({k for run in group for k in run.config.get("train", {})} - ignored)
+    value = lambda run, k: run.config.get("train", {}).get(k, defaults.get(k))  # noqa: E731
+    varying = [k for k in keys if len({json.dumps(value(run, k)) for run in group}) > 1]
+    variants: Dict[str, List[Run]] = {}
+    for run in group:
+        changed = [f"{k}={value(run, k)}" for k in varying if k not in defaults or value(run, k) != defaults[k]]
+        variants.setdefault(f"{name} ({', '.join(changed)})" if changed else name, []).append(run)
+    return variants
+
+
 def group_by_method(runs: Sequence[Run]) -> Dict[str, List[Run]]:
-    """Runs by method, in :data:`METHOD_ORDER` (unknown methods after, by name), each list sorted by seed."""
-    groups: Dict[str, List[Run]] = {}
+    """Runs by method, in :data:`METHOD_ORDER` (unknown methods after, by name), each list sorted by seed.
+    Runs of one method that differ in another learning setting are variants of their own."""
+    by_name: Dict[str, List[Run]] = {}
     for run in runs:
-        groups.setdefault(run.method, []).append(run)
+        by_name.setdefault(run.method, []).append(run)
+    groups: Dict[str, List[Run]] = {}
+    for name, group in by_name.items():
+        groups.update(_split_variants(name, group))
     order = {name: i for i, name in enumerate(METHOD_ORDER)}
     return {name: sorted(groups[name], key=lambda r: (r.seed, str(r.path)))
             for name in sorted(groups, key=lambda n: (order.get(n, len(order)), n))}
