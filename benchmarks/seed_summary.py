@@ -14,6 +14,7 @@ settings): a mean over different configurations is no seed spread.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 from pathlib import Path
 
@@ -29,14 +30,14 @@ def seed_figures(runs) -> dict:
     rows = R.ablation_table(runs)
     if len(rows) != 1:
         raise SystemExit(f"the runs are {len(rows)} methods ({', '.join(r['method'] for r in rows)}), not one")
+    duplicated = sorted(seed for seed, count in collections.Counter(run.seed for run in runs).items() if count > 1)
+    if duplicated:
+        raise SystemExit(f"seed(s) {duplicated} appear twice (a run and a copy of it?): give each run once")
     seeds = []
     for run in sorted(runs, key=lambda r: r.seed):
         best = int(run.dev_accuracy.argmax())
         seeds.append({"seed": run.seed, "run": str(run.path), "best_dev": round(float(run.dev_accuracy[best]), 6),
                       "best_step": int(run.steps[best]), "last_step_evaluated": int(run.steps[-1])})
-    duplicated = sorted({s["seed"] for s in seeds if [t["seed"] for t in seeds].count(s["seed"]) > 1})
-    if duplicated:
-        raise SystemExit(f"seed(s) {duplicated} appear twice (a run and a copy of it?): give each run once")
     row = rows[0]
     return {"method": row["method"], "seeds": seeds, "best_dev_mean": round(row["best_mean"], 6),
             "best_dev_std": round(row["best_std"], 6), "paper_dev": PAPER_DEV}

@@ -159,9 +159,9 @@ def _train_defaults() -> dict:
 
 
 def _not_learning_settings() -> frozenset:
-    """Train settings that change neither what is learned nor how it is scored: runs that differ only in
-    them are seeds of one method (the seed itself, where actors and evaluation run, how long and how
-    often: every backend and number of actors gives the same metrics)."""
+    """Train settings that are not part of a method: runs that differ only in them are seeds of one
+    method. Where actors and evaluation run, how long and how often change no metric; the seed and the
+    number of actors change the draws (each actor's seed depends on its index), not the method."""
     from mapo_jax.config import RESUMABLE_CHANGES
 
     return frozenset(RESUMABLE_CHANGES) | {"seed", "n_actors", "queue_size"}
