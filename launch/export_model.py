@@ -4,6 +4,7 @@ dev and writes its model card.
     python launch/export_model.py --workdir=RUN --out=pretrained/wtq [--float16] [--checkpoint=best|latest|STEP]
                                   [--overwrite] [--beam_size=5] [--data_dir=...]
                                   [--records=benchmarks/results/RUN.json,...] [--card_notes=NOTES.md]
+    python launch/export_model.py --refresh_card --out=pretrained/wtq [--records=...] [--card_notes=...]
 
 The package (mapo_jax/pretrained.py: params.npz, config.json, vocab.json, package.json) is written
 beside OUT and moved into place only when complete, then loaded back from disk and evaluated on the
@@ -15,6 +16,12 @@ hand-written "Choices and evidence" section (departures from the paper, why). Wi
 parameters are evaluated too, and a difference in accuracy is printed loudly. A non-empty OUT is
 refused unless --overwrite, which replaces only an earlier package. Needs the run's data (train and
 dev: the words the model reads as <UNK> come from them).
+
+--refresh_card rewrites an existing package's card with the given --records and --card_notes (and the
+directory's name as the model's name) and keeps everything measured: the figures, the curve, the
+commits. The parameters are not touched, so evidence that arrives after a model is shipped (an
+ablation) reaches its card without a new binary, and a package copied under another name (the best
+seed as pretrained/wtq) shares its parameter file byte for byte.
 """
 
 import json
@@ -41,6 +48,8 @@ flags.DEFINE_list("records", [], "Benchmark JSONs (benchmarks/results/) whose co
                   "training run's legs and commits, its warm start.")
 flags.DEFINE_string("card_notes", None, "Markdown file that the card shows as 'Choices and evidence': where the run "
                     "departs from the paper, why, and the dev evidence.")
+flags.DEFINE_bool("refresh_card", False, "Rewrite the card of the package at --out with --records and --card_notes, "
+                  "keeping its measured figures; nothing is evaluated and the parameters are not touched.")
 FLAGS = flags.FLAGS
 
 
@@ -61,14 +70,25 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 def git_commit(repo: Path):
-    """`HASH` or `HASH (with uncommitted changes)` of the code doing the export; None outside git."""
+    """`HASH`, or `HASH (with uncommitted changes to FILES)`, of the code doing the export; None
+    outside git. The files are named so that a reader can tell an edited note from edited code."""
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    changed = [line[3:] for line in dirty.stdout.splitlines() if line.strip()]
+    if not changed:
+        return head.stdout.strip()
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return f"{head.stdout.strip()} (with uncommitted changes to {', '.join(changed[:3])}{more})"
+
+
+def shown_path(path: Path) -> str:
+    """A run's path as the card shows it: under the home directory as `$HOME/...`, as the records write it."""
+    text, home = str(path), str(Path.home())
+    return "$HOME" + text[len(home):] if text.startswith(home + "/") else text
 
 
 def card_extras(records: list, notes) -> dict:
@@ -153,15 +173,15 @@ def run_facts(run: Path, policy) -> dict:
     at_step = next((a for s, a in curve if s == policy.step), None)
     flags_ = config_lib.training_flags(policy.data_config, policy.program_config, policy.train_config)
     return {"dev_curve": curve, "training_dev_accuracy": at_step,
-            "training_command": training_command(flags_, str(run)), "training_commit": None,
+            "training_command": training_command(flags_, shown_path(run)), "training_commit": None,
             "export_commit": git_commit(REPO)}
 
 
 def write_card(directory: Path, facts: dict) -> dict:
     """card.json and MODEL_CARD.md from the gathered facts and the package's own files."""
     from mapo_jax import pretrained
-    from mapo_jax.io_utils import atomic_write_text, read_json
-    from mapo_jax.model_card import CARD_FORMAT, render_card
+    from mapo_jax.io_utils import read_json
+    from mapo_jax.model_card import CARD_FORMAT
 
     files = sorted(p for p in directory.iterdir() if p.is_file())
     manifest = read_json(directory / pretrained.PACKAGE_FILE)
@@ -170,9 +190,29 @@ def write_card(directory: Path, facts: dict) -> dict:
             "vocab_size": len(read_json(directory / "vocab.json")["tokens"]),
             "word_vectors": dict(manifest["word_vectors"], read_as_unk=len(manifest["words_read_as_unk"])),
             "package_files": ", ".join(p.name for p in files), "package_bytes": sum(p.stat().st_size for p in files)}
+    return save_card(directory, card)
+
+
+def save_card(directory: Path, card: dict) -> dict:
+    """card.json and the MODEL_CARD.md rendered from it."""
+    from mapo_jax import pretrained
+    from mapo_jax.io_utils import atomic_write_text
+    from mapo_jax.model_card import render_card
+
     atomic_write_text(directory / pretrained.CARD_JSON, json.dumps(card, indent=1) + "\n")
     atomic_write_text(directory / pretrained.CARD_MARKDOWN, render_card(card))
     return card
+
+
+def refresh_card(out: Path, extras: dict) -> dict:
+    """The package's card with new records and notes and OUT's name; its measurements are kept."""
+    from mapo_jax import pretrained
+
+    card = pretrained.read_card(out) if pretrained.is_package(out) else None
+    if card is None:
+        raise UserInputError(f"--refresh_card: {out} is not a model package with a card (launch/export_model.py "
+                             f"--workdir=RUN --out={out} makes one)")
+    return save_card(out, {**card, "name": out.resolve().name, **extras})
 
 
 def export(run: Path, out: Path, extras: dict) -> dict:
@@ -205,7 +245,7 @@ def export_to(run: Path, stage: Path, name: str, extras: dict) -> dict:
     package = pretrained.load_package(stage, vectors=policy.featurizer.vectors)  # evaluate what was written
     label = f"export-{FLAGS.checkpoint}" + ("-float16" if FLAGS.float16 else "")
     evaluated = evaluate_dev(package, dev, run / "eval" / label, f"the package ({label})")
-    facts = {"name": name, "run": str(run), "checkpoint": FLAGS.checkpoint, "dev_split": dev.split,
+    facts = {"name": name, "run": shown_path(run), "checkpoint": FLAGS.checkpoint, "dev_split": dev.split,
              "beam_size": FLAGS.beam_size, "dev": evaluated["dev"], "dev_first": evaluated["dev_first"],
              "dev_float32": None, **run_facts(run, policy), **extras}
     if FLAGS.float16:
@@ -217,6 +257,13 @@ def export_to(run: Path, stage: Path, name: str, extras: dict) -> dict:
 
 @friendly_errors(uses=("workdir", "beam_size", *config_lib.DATA_LOCATION_FLAGS))
 def main(argv):
+    if FLAGS.refresh_card:
+        if not FLAGS.out or FLAGS.workdir:
+            raise app.UsageError("--refresh_card rewrites the card of the package at --out: give --out, not --workdir")
+        card = refresh_card(Path(FLAGS.out), card_extras(FLAGS.records, FLAGS.card_notes))
+        print(f"refreshed {FLAGS.out}/MODEL_CARD.md, card.json ({len(card['records'])} records, "
+              f"{'with' if card['notes'] else 'without'} notes); figures kept: dev {card['dev']['accuracy']:.4f}")
+        return
     if not (FLAGS.workdir and FLAGS.out):
         raise app.UsageError("give --workdir=RUN (a training run) and --out=DIR (the package to write)")
     run, out = Path(FLAGS.workdir), Path(FLAGS.out)

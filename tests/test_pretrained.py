@@ -141,6 +141,23 @@ def test_export_refuses_a_non_empty_directory(toy_run, exported, tmp_path):
         assert not (tmp_path / "new").exists()
 
 
+def test_refresh_card_rewrites_the_text_and_keeps_the_measurements(exported, tmp_path):
+    out, _ = exported
+    copy = tmp_path / "best"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "card.json").read_text())
+    (tmp_path / "notes.md").write_text("- evidence: the ablation gave 12.3%\n")
+    result = _run(["launch/export_model.py", "--refresh_card", f"--out={copy}", f"--card_notes={tmp_path / 'notes.md'}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads((copy / "card.json").read_text())
+    assert card == {**before, "name": "best", "records": [], "notes": "- evidence: the ablation gave 12.3%\n"}
+    text = (copy / "MODEL_CARD.md").read_text()
+    assert text.startswith("# Model card: best\n") and "the ablation gave 12.3%" in text and "50-d, because" not in text
+    assert (copy / "params.npz").read_bytes() == (out / "params.npz").read_bytes()
+    result = _run(["launch/export_model.py", "--refresh_card", f"--out={tmp_path / 'absent'}"])
+    assert result.returncode == 2 and "is not a model package with a card" in result.stderr
+
+
 def test_float16_package_loads_back_as_float32(toy_run, tmp_path):
     best = checkpointing.restore_policy(toy_run, "best")
     for name, half in (("full", False), ("half", True)):
