@@ -17,8 +17,8 @@ parameters are evaluated too, and a difference in accuracy is printed loudly. A 
 refused unless --overwrite, which replaces only an earlier package. Needs the run's data (train and
 dev: the words the model reads as <UNK> come from them).
 
---refresh_card rewrites an existing package's card with the given --records and --card_notes (and the
-directory's name as the model's name) and keeps everything measured: the figures, the curve, the
+--refresh_card rewrites an existing package's card with the given --records or --card_notes (the others
+are kept) and the directory's name as the model's name, and keeps everything measured: the figures, the curve, the
 commits. The parameters are not touched, so evidence that arrives after a model is shipped (an
 ablation) reaches its card without a new binary, and a package copied under another name (the best
 seed as pretrained/wtq) shares its parameter file byte for byte.
@@ -48,8 +48,8 @@ flags.DEFINE_list("records", [], "Benchmark JSONs (benchmarks/results/) whose co
                   "training run's legs and commits, its warm start.")
 flags.DEFINE_string("card_notes", None, "Markdown file that the card shows as 'Choices and evidence': where the run "
                     "departs from the paper, why, and the dev evidence.")
-flags.DEFINE_bool("refresh_card", False, "Rewrite the card of the package at --out with --records and --card_notes, "
-                  "keeping its measured figures; nothing is evaluated and the parameters are not touched.")
+flags.DEFINE_bool("refresh_card", False, "Rewrite the card of the package at --out with the given --records or "
+                  "--card_notes and its directory's name, keeping the rest and its measured figures; nothing is evaluated and the parameters are not touched.")
 FLAGS = flags.FLAGS
 
 
@@ -205,7 +205,8 @@ def save_card(directory: Path, card: dict) -> dict:
 
 
 def refresh_card(out: Path, extras: dict) -> dict:
-    """The package's card with new records and notes and OUT's name; its measurements are kept."""
+    """The package's card with OUT's name and the records and notes in `extras` (those absent are
+    kept); its measurements are kept."""
     from mapo_jax import pretrained
 
     card = pretrained.read_card(out) if pretrained.is_package(out) else None
@@ -260,7 +261,9 @@ def main(argv):
     if FLAGS.refresh_card:
         if not FLAGS.out or FLAGS.workdir:
             raise app.UsageError("--refresh_card rewrites the card of the package at --out: give --out, not --workdir")
-        card = refresh_card(Path(FLAGS.out), card_extras(FLAGS.records, FLAGS.card_notes))
+        given = {"records": FLAGS["records"].present, "notes": FLAGS["card_notes"].present}
+        extras = card_extras(FLAGS.records, FLAGS.card_notes)
+        card = refresh_card(Path(FLAGS.out), {key: value for key, value in extras.items() if given[key]})
         print(f"refreshed {FLAGS.out}/MODEL_CARD.md, card.json ({len(card['records'])} records, "
               f"{'with' if card['notes'] else 'without'} notes); figures kept: dev {card['dev']['accuracy']:.4f}")
         return

@@ -150,9 +150,10 @@ def test_refresh_card_rewrites_the_text_and_keeps_the_measurements(exported, tmp
     result = _run(["launch/export_model.py", "--refresh_card", f"--out={copy}", f"--card_notes={tmp_path / 'notes.md'}"])
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads((copy / "card.json").read_text())
-    assert card == {**before, "name": "best", "records": [], "notes": "- evidence: the ablation gave 12.3%\n"}
+    assert card == {**before, "name": "best", "notes": "- evidence: the ablation gave 12.3%\n"}  # records kept
     text = (copy / "MODEL_CARD.md").read_text()
     assert text.startswith("# Model card: best\n") and "the ablation gave 12.3%" in text and "50-d, because" not in text
+    assert "- `toy_seed0` (2026-12-07):" in text
     assert (copy / "params.npz").read_bytes() == (out / "params.npz").read_bytes()
     result = _run(["launch/export_model.py", "--refresh_card", f"--out={tmp_path / 'absent'}"])
     assert result.returncode == 2 and "is not a model package with a card" in result.stderr
