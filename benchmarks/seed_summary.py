@@ -2,7 +2,7 @@
 42.3 ± 0.3, and the seeds' ensemble on dev by program and by answer.
 
     python launch/evaluate.py --ensemble=$HOME/mapo_runs/wtq_mapo_seed0,...,seed2 --output_dir=/tmp/wtq_ensemble
-    python benchmarks/seed_summary.py --runs='$HOME/mapo_runs/wtq_mapo_seed[0-9]' --ensemble_dir=/tmp/wtq_ensemble \
+    python benchmarks/seed_summary.py --runs="$HOME/mapo_runs/wtq_mapo_seed[0-9]" --ensemble_dir=/tmp/wtq_ensemble \
         [--name=wtq_mapo_seeds]
 
 Reads the runs' metrics.jsonl (mapo_jax.analysis.runs: best = the maximum over a run's dev evaluations,
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--command", help="the commands that made the runs and the ensemble, as recorded")
     args = parser.parse_args()
     runs = R.load_runs([pattern for pattern in args.runs.split(",") if pattern])
+    if not runs:
+        raise SystemExit(f"no run directory matches --runs={args.runs}")
     figures = seed_figures(runs)
     if args.ensemble_dir:
         figures["ensemble"] = ensemble_figures(Path(args.ensemble_dir))
