@@ -231,10 +231,12 @@ def test_evaluate_and_predict_with_packages(exported, tmp_path):
 
 
 def test_predict_without_a_model_says_none_is_shipped(tmp_path):
-    if pretrained.is_package(REPO / "pretrained" / "wtq"):
-        pytest.skip("a trained model is shipped in pretrained/wtq")
+    """A checkout without pretrained/ (the launchers copied alone: this repository ships a model)."""
+    shutil.copytree(REPO / "launch", tmp_path / "clone" / "launch", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "t.csv").write_text("a\n1\n")
-    result = _run(["launch/predict.py", f"--table={tmp_path / 't.csv'}", "--question=what?"], cwd=tmp_path)
+    result = subprocess.run([sys.executable, str(tmp_path / "clone" / "launch" / "predict.py"),
+                             f"--table={tmp_path / 't.csv'}", "--question=what?"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: no trained model is shipped yet")
     assert "--workdir" in result.stderr and "--model" in result.stderr
