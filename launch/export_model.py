@@ -18,8 +18,8 @@ refused unless --overwrite, which replaces only an earlier package. Needs the ru
 dev: the words the model reads as <UNK> come from them).
 
 --refresh_card rewrites an existing package's card with the given --records or --card_notes (the others
-are kept) and the directory's name as the model's name, and keeps everything measured: the figures, the curve, the
-commits. The parameters are not touched, so evidence that arrives after a model is shipped (an
+are kept) and the directory's name as the model's name, and keeps everything measured: the figures,
+the curve, the commits. The parameters are not touched, so evidence that arrives after a model is shipped (an
 ablation) reaches its card without a new binary, and a package copied under another name (the best
 seed as pretrained/wtq) shares its parameter file byte for byte.
 """
@@ -49,7 +49,8 @@ flags.DEFINE_list("records", [], "Benchmark JSONs (benchmarks/results/) whose co
 flags.DEFINE_string("card_notes", None, "Markdown file that the card shows as 'Choices and evidence': where the run "
                     "departs from the paper, why, and the dev evidence.")
 flags.DEFINE_bool("refresh_card", False, "Rewrite the card of the package at --out with the given --records or "
-                  "--card_notes and its directory's name, keeping the rest and its measured figures; nothing is evaluated and the parameters are not touched.")
+                  "--card_notes and its directory's name, keeping the rest and its measured figures; nothing is "
+                  "evaluated and the parameters are not touched.")
 FLAGS = flags.FLAGS
 
 
