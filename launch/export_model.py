@@ -86,12 +86,6 @@ def git_commit(repo: Path):
     return f"{head.stdout.strip()} (with uncommitted changes to {', '.join(changed[:3])}{more})"
 
 
-def shown_path(path: Path) -> str:
-    """A run's path as the card shows it: under the home directory as `$HOME/...`, as the records write it."""
-    text, home = str(path), str(Path.home())
-    return "$HOME" + text[len(home):] if text.startswith(home + "/") else text
-
-
 def card_extras(records: list, notes) -> dict:
     """The card's recorded commands and notes, read before the long evaluation so a bad path fails at once."""
     from mapo_jax.io_utils import read_json
@@ -174,7 +168,7 @@ def run_facts(run: Path, policy) -> dict:
     at_step = next((a for s, a in curve if s == policy.step), None)
     flags_ = config_lib.training_flags(policy.data_config, policy.program_config, policy.train_config)
     return {"dev_curve": curve, "training_dev_accuracy": at_step,
-            "training_command": training_command(flags_, shown_path(run)), "training_commit": None,
+            "training_command": training_command(flags_, str(run)), "training_commit": None,
             "export_commit": git_commit(REPO)}
 
 
@@ -207,14 +201,19 @@ def save_card(directory: Path, card: dict) -> dict:
 
 def refresh_card(out: Path, extras: dict) -> dict:
     """The package's card with OUT's name and the records and notes in `extras` (those absent are
-    kept); its measurements are kept."""
+    kept); its measurements are kept. The training command is rendered again from the package's
+    configs, so a card made before a fix of the rendering gets the fix."""
     from mapo_jax import pretrained
+    from mapo_jax.io_utils import read_json
+    from mapo_jax.model_card import training_command
 
     card = pretrained.read_card(out) if pretrained.is_package(out) else None
     if card is None:
         raise UserInputError(f"--refresh_card: {out} is not a model package with a card (launch/export_model.py "
                              f"--workdir=RUN --out={out} makes one)")
-    return save_card(out, {**card, "name": out.resolve().name, **extras})
+    data, program, _, train = config_lib.configs_from_json(read_json(out / pretrained.CONFIG_FILE))
+    command = training_command(config_lib.training_flags(data, program, train), card["run"])
+    return save_card(out, {**card, "name": out.resolve().name, "training_command": command, **extras})
 
 
 def export(run: Path, out: Path, extras: dict) -> dict:
@@ -236,6 +235,7 @@ def export(run: Path, out: Path, extras: dict) -> dict:
 def export_to(run: Path, stage: Path, name: str, extras: dict) -> dict:
     """The package of RUN's checkpoint in `stage`, evaluated on dev, with its card; returns the card."""
     from mapo_jax import checkpointing, pretrained
+    from mapo_jax.model_card import shown_path
 
     policy = checkpointing.restore_policy(run, FLAGS.checkpoint)
     locations = {flag: getattr(FLAGS, flag) for flag in config_lib.DATA_LOCATION_FLAGS if FLAGS[flag].present}

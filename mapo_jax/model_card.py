@@ -8,6 +8,7 @@ and writes the files.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
 CARD_FORMAT = "mapo_jax.model_card/1"
@@ -24,9 +25,22 @@ def figures(lines: Sequence, ids: Optional[Iterable[str]] = None) -> dict:
     return {"questions": len(lines), "correct": correct, "accuracy": correct / len(lines) if lines else 0.0}
 
 
+def shown_path(path) -> str:
+    """A path as a card shows it: under the home directory as `$HOME/...`, so that the card names no
+    user's home and the command works in another's."""
+    text, home = str(path), str(Path.home())
+    return "$HOME" + text[len(home):] if text.startswith(home + "/") else text
+
+
 def training_command(flags: Sequence[str], workdir: str) -> str:
-    """The shell command that trains the run again (flags from `config.training_flags`)."""
-    return " ".join(["python", "launch/train.py", *map(shlex.quote, flags), shlex.quote(f"--workdir={workdir}")])
+    """The shell command that trains the run again (flags from `config.training_flags`). Every path
+    value under the home directory is written `$HOME/...`, left outside the quotes so the shell expands it."""
+    def word(flag: str) -> str:
+        name, equals, value = flag.partition("=")
+        shown = name + equals + shown_path(value) if equals else flag
+        return "$HOME".join(shlex.quote(part) if part else "" for part in shown.split("$HOME"))
+
+    return " ".join(["python", "launch/train.py", *map(word, [*flags, f"--workdir={workdir}"])])
 
 
 def recorded_command(record: dict, source: str) -> dict:

@@ -146,6 +146,8 @@ def test_refresh_card_rewrites_the_text_and_keeps_the_measurements(exported, tmp
     copy = tmp_path / "best"
     shutil.copytree(out, copy)
     before = json.loads((copy / "card.json").read_text())
+    stale = {**before, "training_command": "python launch/train.py '--workdir=$HOME/as/rendered/before'"}
+    (copy / "card.json").write_text(json.dumps(stale))  # the command is rendered again, as the export renders it
     (tmp_path / "notes.md").write_text("- evidence: the ablation gave 12.3%\n")
     result = _run(["launch/export_model.py", "--refresh_card", f"--out={copy}", f"--card_notes={tmp_path / 'notes.md'}"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -265,3 +267,18 @@ def test_training_command_rebuilds_the_configs():
         assert config_lib.train_config_from_flags() == train
     finally:
         values.unparse_flags()
+
+
+def test_training_command_shows_home_paths_so_the_shell_expands_them(monkeypatch):
+    """A path under the home directory is written `$HOME/...` outside quotes (a quoted `$HOME` would
+    make a directory named `$HOME`); other words are quoted as usual."""
+    from pathlib import Path
+
+    from mapo_jax.model_card import training_command
+
+    monkeypatch.setattr(Path, "home", lambda: Path("/home/ann"))
+    command = training_command(["--programs_file=/home/ann/runs/warm start/programs.json", "--train_seed=2"],
+                               "/home/ann/runs/seed2")
+    assert command == ("python launch/train.py --programs_file=$HOME'/runs/warm start/programs.json' "
+                       "--train_seed=2 --workdir=$HOME/runs/seed2")
+    assert training_command([], "/data/run") == "python launch/train.py --workdir=/data/run"
