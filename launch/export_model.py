@@ -159,17 +159,24 @@ def compare_float16(half: dict, full: dict) -> None:
 def run_facts(run: Path, policy) -> dict:
     """What the run directory tells about the model: dev curve, accuracy at the step, command."""
     from mapo_jax.analysis.runs import load_run
-    from mapo_jax.model_card import training_command
 
     curve = []
     if (run / "metrics.jsonl").is_file():
         loaded = load_run(run)
         curve = [[int(s), float(a)] for s, a in zip(loaded.steps, loaded.dev_accuracy)]
     at_step = next((a for s, a in curve if s == policy.step), None)
-    flags_ = config_lib.training_flags(policy.data_config, policy.program_config, policy.train_config)
+    command = card_command(policy.data_config, policy.program_config, policy.train_config, str(run))
     return {"dev_curve": curve, "training_dev_accuracy": at_step,
-            "training_command": training_command(flags_, str(run)), "training_commit": None,
+            "training_command": command, "training_commit": None,
             "export_commit": git_commit(REPO)}
+
+
+def card_command(data, program, train, run: str) -> str:
+    """The card's training command: the flags that rebuild these configs, and the run directory. Both
+    the export and --refresh_card render it here."""
+    from mapo_jax.model_card import training_command
+
+    return training_command(config_lib.training_flags(data, program, train), run)
 
 
 def write_card(directory: Path, facts: dict) -> dict:
@@ -205,14 +212,13 @@ def refresh_card(out: Path, extras: dict) -> dict:
     configs, so a card made before a fix of the rendering gets the fix."""
     from mapo_jax import pretrained
     from mapo_jax.io_utils import read_json
-    from mapo_jax.model_card import training_command
 
     card = pretrained.read_card(out) if pretrained.is_package(out) else None
     if card is None:
         raise UserInputError(f"--refresh_card: {out} is not a model package with a card (launch/export_model.py "
                              f"--workdir=RUN --out={out} makes one)")
     data, program, _, train = config_lib.configs_from_json(read_json(out / pretrained.CONFIG_FILE))
-    command = training_command(config_lib.training_flags(data, program, train), card["run"])
+    command = card_command(data, program, train, card["run"])
     return save_card(out, {**card, "name": out.resolve().name, "training_command": command, **extras})
 
 
